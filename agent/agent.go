@@ -1,0 +1,171 @@
+// Package agent is the per-node daemon: it resolves targets through CRI,
+// runs tool containers next to them with containerd, and streams their I/O
+// to clients over a gRPC unix socket.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/nodedebug/nodedebug/cri"
+)
+
+// ErrNotContainerd means the CRI runtime is not containerd, which the
+// native tool-container path needs.
+var ErrNotContainerd = errors.New("runtime is not containerd")
+
+// cleanupTimeout bounds removing one tool container; cleanup runs on its own
+// context so it still happens after the client has gone.
+const cleanupTimeout = 15 * time.Second
+
+// Config is how the agent was started.
+type Config struct {
+	// RuntimeEndpoint is the CRI socket, "unix:///run/containerd/containerd.sock".
+	RuntimeEndpoint string
+
+	// ToolboxTar is an image tar to import at start; empty imports nothing.
+	ToolboxTar string
+
+	// ToolboxImage is the default image of tool containers.
+	ToolboxImage string
+
+	// FIFODir holds the FIFOs of tool processes' stdio. The runtime's shims
+	// open them too, so it must be the same folder on the host.
+	FIFODir string
+
+	// OCIRuntime is the OCI runtime binary for tool containers ("runc",
+	// "crun", or a path); empty means containerd's default.
+	OCIRuntime string
+
+	Log *slog.Logger
+}
+
+// DefaultToolboxImage is the reference the toolbox tar carries.
+const DefaultToolboxImage = "nodedebug.local/toolbox:latest"
+
+// DefaultFIFODir is under the agent's own run folder.
+const DefaultFIFODir = "/run/nodedebug/fifo"
+
+// Agent serves debug sessions on one node.
+type Agent struct {
+	cfg        Config
+	log        *slog.Logger
+	cri        *cri.Client
+	containerd *containerd.Client
+	images     *imageCache
+
+	// sessions counts live sessions so shutdown can wait for their cleanup.
+	sessions sync.WaitGroup
+}
+
+// New connects to the runtime, removes what a previous agent left behind
+// and imports the toolbox.
+func New(ctx context.Context, cfg Config) (*Agent, error) {
+	if cfg.ToolboxImage == "" {
+		cfg.ToolboxImage = DefaultToolboxImage
+	}
+	if cfg.FIFODir == "" {
+		cfg.FIFODir = DefaultFIFODir
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+
+	criClient, err := cri.Dial(ctx, cfg.RuntimeEndpoint)
+	if err != nil {
+		return nil, err
+	}
+
+	a := &Agent{cfg: cfg, log: cfg.Log, cri: criClient}
+	if err := a.connectContainerd(ctx); err != nil {
+		criClient.Close()
+		return nil, err
+	}
+
+	if err := a.prepare(ctx); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) connectContainerd(ctx context.Context) error {
+	name := a.cri.RuntimeName()
+	if name != "containerd" {
+		return fmt.Errorf("the CRI runtime at %s is %s %s: %w; only containerd is supported so far",
+			a.cri.Endpoint, name, a.cri.Version.GetRuntimeVersion(), ErrNotContainerd)
+	}
+
+	client, err := containerd.New(a.cri.Endpoint, containerd.WithDefaultNamespace(Namespace))
+	if err != nil {
+		return fmt.Errorf("connect to containerd at %s: %w", a.cri.Endpoint, err)
+	}
+
+	a.containerd = client
+	a.images = newImageCache(client)
+	a.log.InfoContext(ctx, "connected to runtime", "endpoint", a.cri.Endpoint,
+		"runtime", name, "version", a.cri.Version.GetRuntimeVersion())
+	return nil
+}
+
+func (a *Agent) prepare(ctx context.Context) error {
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	if err := a.removeLeftovers(ctx); err != nil {
+		return err
+	}
+
+	if a.cfg.ToolboxTar == "" {
+		return nil
+	}
+	name, err := a.images.importTar(ctx, a.cfg.ToolboxTar)
+	if err != nil {
+		return err
+	}
+
+	a.cfg.ToolboxImage = name
+	a.log.InfoContext(ctx, "toolbox ready", "image", name, "tar", a.cfg.ToolboxTar)
+	return nil
+}
+
+// removeLeftovers deletes tool containers that a previous agent did not get
+// to remove, such as after it was killed.
+func (a *Agent) removeLeftovers(ctx context.Context) error {
+	leftovers, err := a.containerd.Containers(ctx, "labels."+quote(labelSession))
+	if err != nil {
+		return fmt.Errorf("list leftover tool containers: %w", err)
+	}
+
+	for _, c := range leftovers {
+		a.log.InfoContext(ctx, "removing leftover tool container", "container", c.ID())
+		if err := removeContainer(ctx, c); err != nil {
+			return fmt.Errorf("remove leftover tool container %s: %w", c.ID(), err)
+		}
+	}
+	return nil
+}
+
+func quote(s string) string {
+	return `"` + s + `"`
+}
+
+// Wait blocks until every session has cleaned up.
+func (a *Agent) Wait() {
+	a.sessions.Wait()
+}
+
+// Close releases the runtime connections.
+func (a *Agent) Close() error {
+	var errs []error
+	if a.containerd != nil {
+		errs = append(errs, a.containerd.Close())
+	}
+	errs = append(errs, a.cri.Close())
+	return errors.Join(errs...)
+}

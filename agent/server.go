@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+
+	"github.com/nodedebug/nodedebug/api"
+)
+
+// ErrSocketOwned means another agent already serves on the socket.
+var ErrSocketOwned = errors.New("socket is owned by another agent")
+
+// shutdownGrace is how long running sessions get to finish on shutdown
+// before their streams are cut and their tool containers removed.
+const shutdownGrace = 5 * time.Second
+
+// Serve answers clients on the unix socket at path until ctx ends, then
+// stops and waits for every session's cleanup.
+func (a *Agent) Serve(ctx context.Context, path string) error {
+	listener, unlock, err := listenOwned(path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	defer os.Remove(path)
+
+	server := grpc.NewServer()
+	api.RegisterAgentServer(server, &service{agent: a})
+
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+	a.log.InfoContext(ctx, "agent listening", "socket", path)
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		a.log.Info("shutting down")
+		stopGracefully(server, shutdownGrace)
+	}
+
+	a.Wait()
+	return err
+}
+
+func stopGracefully(server *grpc.Server, grace time.Duration) {
+	stopped := make(chan struct{})
+	go func() {
+		server.GracefulStop()
+		close(stopped)
+	}()
+
+	select {
+	case <-stopped:
+	case <-time.After(grace):
+		server.Stop()
+	}
+}
+
+// listenOwned takes an exclusive lock beside the socket, so two agents
+// never fight over it, then replaces any stale socket and listens with
+// mode 0600. The lock goes away with the process, however it dies.
+func listenOwned(path string) (net.Listener, func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create folder of agent socket %s: %w", path, err)
+	}
+
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open lock of agent socket %s: %w", path, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("%w: %s (stop the other agent first)", ErrSocketOwned, path)
+	}
+
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		lock.Close()
+		return nil, nil, fmt.Errorf("remove stale agent socket %s: %w", path, err)
+	}
+
+	// The umask makes the socket 0600 from the moment it exists.
+	old := unix.Umask(0o177)
+	listener, err := net.Listen("unix", path)
+	unix.Umask(old)
+	if err != nil {
+		lock.Close()
+		return nil, nil, fmt.Errorf("listen on agent socket %s: %w", path, err)
+	}
+	return listener, func() { lock.Close() }, nil
+}
+
+// service adapts the agent to the generated gRPC interface.
+type service struct {
+	api.UnimplementedAgentServer
+	agent *Agent
+}
+
+func (s *service) Attach(stream api.Agent_AttachServer) error {
+	return s.agent.Attach(stream)
+}
+
+func (s *service) Runtime(ctx context.Context, _ *api.RuntimeRequest) (*api.RuntimeResponse, error) {
+	version := s.agent.cri.Version
+	return &api.RuntimeResponse{
+		Endpoint:       s.agent.cri.Endpoint,
+		RuntimeName:    version.GetRuntimeName(),
+		RuntimeVersion: version.GetRuntimeVersion(),
+		Path:           "containerd",
+	}, nil
+}

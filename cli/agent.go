@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodedebug/nodedebug/agent"
+	"github.com/nodedebug/nodedebug/cri"
+)
+
+// AgentOptions is how `nodedebug agent` was started.
+type AgentOptions struct {
+	RuntimeEndpoint string
+	Listen          string
+	ToolboxTar      string
+	ToolboxImage    string
+	FIFODir         string
+	OCIRuntime      string
+	LogLevel        string
+
+	Streams
+}
+
+// Run serves until ctx ends (SIGTERM or SIGINT).
+func (o *AgentOptions) Run(ctx context.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return usageError("--log-level %q: use debug, info, warn or error", o.LogLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(o.ErrOut, &slog.HandlerOptions{Level: level}))
+
+	listen, err := cri.SocketPath(o.Listen)
+	if err != nil {
+		return usageError("--listen: %v", err)
+	}
+
+	a, err := agent.New(ctx, agent.Config{
+		RuntimeEndpoint: o.RuntimeEndpoint,
+		ToolboxTar:      o.ToolboxTar,
+		ToolboxImage:    o.ToolboxImage,
+		FIFODir:         o.FIFODir,
+		OCIRuntime:      o.OCIRuntime,
+		Log:             log,
+	})
+	if err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	defer a.Close()
+
+	return a.Serve(ctx, listen)
+}
+
+func newAgentCommand(streams Streams) *cobra.Command {
+	o := &AgentOptions{Streams: streams}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the per-node debug agent",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.Run(cmd.Context())
+		},
+	}
+
+	flags := cmd.Flags()
+	flags.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "CRI socket of the node's runtime")
+	flags.StringVar(&o.Listen, "listen", DefaultAgentEndpoint, "unix socket to serve clients on")
+	flags.StringVar(&o.ToolboxTar, "toolbox-tar", "", "image tar to import as the toolbox at start")
+	flags.StringVar(&o.ToolboxImage, "toolbox-image", agent.DefaultToolboxImage, "default tool image")
+	flags.StringVar(&o.FIFODir, "fifo-dir", agent.DefaultFIFODir, "folder for stdio FIFOs, shared with the runtime's shims")
+	flags.StringVar(&o.OCIRuntime, "oci-runtime", "", "OCI runtime binary for tool containers (default: containerd's)")
+	flags.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}

@@ -1,0 +1,279 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"golang.org/x/term"
+
+	"github.com/nodedebug/nodedebug/api"
+)
+
+// AttachOptions is everything `nodedebug attach` needs, free of cobra.
+type AttachOptions struct {
+	Namespace string
+	Pod       string
+	Container string
+	Command   []string
+
+	Stdin bool
+	TTY   bool
+
+	Image   string
+	Profile string
+	Share   []string
+	// ShareSet tells an empty Share ("join nothing but pid") from an unset one.
+	ShareSet bool
+
+	Exited  bool
+	Attempt int
+
+	Agent string
+
+	Streams
+}
+
+// Streams are a command's standard streams, injected so tests can drive
+// commands without a terminal.
+type Streams struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+}
+
+// Complete fills the target from POD[/CONTAINER] and the command after --.
+func (o *AttachOptions) Complete(args []string, dashAt int) error {
+	if len(args) == 0 {
+		return usageError("attach needs a pod: nodedebug attach POD[/CONTAINER] [-- COMMAND...]")
+	}
+
+	target, command := args[0], args[1:]
+	if dashAt > 1 {
+		return usageError("attach takes one POD[/CONTAINER] before --; got %s", strings.Join(args[:dashAt], " "))
+	}
+	if dashAt < 0 && len(command) > 0 {
+		return usageError("put the command after --: nodedebug attach %s -- %s", target, strings.Join(command, " "))
+	}
+	o.Command = command
+
+	pod, container, err := splitTarget(target, o.Container)
+	if err != nil {
+		return err
+	}
+	o.Pod, o.Container = pod, container
+
+	// With no command, the user wants the toolbox's shell: interactive, and
+	// on a terminal when there is one.
+	if len(o.Command) == 0 && !o.Stdin {
+		o.Stdin = true
+		o.TTY = o.TTY || isTerminal(o.In)
+	}
+	return nil
+}
+
+// splitTarget reads POD or POD/CONTAINER; -c may name the container instead.
+func splitTarget(target, flagContainer string) (pod, container string, err error) {
+	target = strings.TrimPrefix(target, "pod/")
+	target = strings.TrimPrefix(target, "pods/")
+
+	pod, container, _ = strings.Cut(target, "/")
+	switch {
+	case pod == "":
+		return "", "", usageError("%q names no pod", target)
+	case strings.Contains(container, "/"):
+		return "", "", usageError("%q: expected POD or POD/CONTAINER", target)
+	case container != "" && flagContainer != "" && container != flagContainer:
+		return "", "", usageError("%q names container %s but -c names %s; name it once", target, container, flagContainer)
+	case container == "":
+		container = flagContainer
+	}
+	return pod, container, nil
+}
+
+// Validate checks the flag combinations.
+func (o *AttachOptions) Validate() error {
+	if o.Namespace == "" {
+		return usageError("the namespace is empty; pass -n NAMESPACE")
+	}
+	if o.Attempt >= 0 && !o.Exited {
+		return usageError("--attempt picks an exited attempt; add --exited")
+	}
+	for _, name := range o.Share {
+		if name != "net" && name != "ipc" && name != "uts" {
+			return usageError("--share %q: choose from net, ipc, uts", name)
+		}
+	}
+	return nil
+}
+
+// Run attaches and returns the remote command's exit status.
+func (o *AttachOptions) Run(ctx context.Context) error {
+	client, closeConn, err := dialAgent(o.Agent)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	stream, err := client.Attach(ctx)
+	if err != nil {
+		return agentError(o.Agent, err)
+	}
+
+	term := o.terminal()
+	out := &requestSender{stream: stream}
+	if err := out.send(&api.AttachRequest{Msg: &api.AttachRequest_Start{Start: o.start(term)}}); err != nil {
+		return agentError(o.Agent, err)
+	}
+	return o.stream(ctx, stream, out, term)
+}
+
+// terminal returns the local terminal when -t can be honoured.
+func (o *AttachOptions) terminal() *localTerminal {
+	if !o.TTY {
+		return nil
+	}
+
+	t, ok := newLocalTerminal(o.In, o.Out)
+	if !ok {
+		fmt.Fprintln(o.ErrOut, "nodedebug: stdin is not a terminal; running without -t")
+		return nil
+	}
+	return t
+}
+
+func (o *AttachOptions) start(t *localTerminal) *api.Start {
+	start := &api.Start{
+		Target: &api.Target{
+			Namespace: o.Namespace,
+			Pod:       o.Pod,
+			Container: o.Container,
+			Exited:    o.Exited,
+			Attempt:   int32(o.Attempt),
+		},
+		Command:  o.Command,
+		Image:    o.Image,
+		Stdin:    o.Stdin,
+		Tty:      t != nil,
+		Share:    o.Share,
+		ShareSet: o.ShareSet,
+		Profile:  o.Profile,
+	}
+	if t != nil {
+		start.Size = t.size()
+	}
+	return start
+}
+
+// stream waits for the session to start, then copies I/O both ways until
+// the remote process exits.
+func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClient,
+	out *requestSender, t *localTerminal) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return agentError(o.Agent, err)
+	}
+	if exit := first.GetExit(); exit != nil {
+		return o.exit(exit)
+	}
+
+	if t != nil {
+		restore, err := t.makeRaw()
+		if err != nil {
+			return err
+		}
+		defer restore()
+		go t.forwardResizes(ctx, out)
+	}
+	if o.Stdin {
+		go forwardStdin(o.In, out)
+	}
+	return o.receive(stream)
+}
+
+func (o *AttachOptions) receive(stream api.Agent_AttachClient) error {
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return agentError(o.Agent, err)
+		}
+
+		switch msg := resp.Msg.(type) {
+		case *api.AttachResponse_Stdout:
+			err = writeAll(o.Out, msg.Stdout)
+		case *api.AttachResponse_Stderr:
+			err = writeAll(o.ErrOut, msg.Stderr)
+		case *api.AttachResponse_Exit:
+			return o.exit(msg.Exit)
+		}
+		if err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+	}
+}
+
+func writeAll(w io.Writer, data []byte) error {
+	_, err := w.Write(data)
+	return err
+}
+
+func (o *AttachOptions) exit(exit *api.Exit) error {
+	if exit.Message != "" {
+		fmt.Fprintf(o.ErrOut, "nodedebug: %s\n", exit.Message)
+	}
+	if exit.Code == 0 {
+		return nil
+	}
+	return &ExitError{Code: int(exit.Code)}
+}
+
+// requestSender serialises sends from the stdin and resize goroutines.
+type requestSender struct {
+	mu     sync.Mutex
+	stream api.Agent_AttachClient
+}
+
+func (s *requestSender) send(req *api.AttachRequest) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stream.Send(req)
+}
+
+// stdinChunk is large enough to keep a pipe's throughput, small enough to
+// keep a terminal's keystrokes prompt.
+const stdinChunk = 64 << 10
+
+// forwardStdin copies local stdin to the remote process and then closes
+// the remote stdin. It ends with stdin's EOF or the stream's end; reading a
+// terminal may block until the process exits, which is harmless in a CLI.
+func forwardStdin(in io.Reader, out *requestSender) {
+	buf := make([]byte, stdinChunk)
+	for {
+		n, err := in.Read(buf)
+		if n > 0 {
+			data := append([]byte(nil), buf[:n]...)
+			if out.send(&api.AttachRequest{Msg: &api.AttachRequest_Stdin{Stdin: data}}) != nil {
+				return
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			_ = out.send(&api.AttachRequest{Msg: &api.AttachRequest_StdinEof{StdinEof: true}})
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,88 @@
+// Package cli turns nodedebug's command line into options structs and runs
+// them. It is the only package that knows about cobra.
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+// DefaultAgentEndpoint is where the node-local agent listens.
+const DefaultAgentEndpoint = "unix:///run/nodedebug/agent.sock"
+
+// Run executes the command line and returns the process's exit status.
+func Run(ctx context.Context, args []string, streams Streams) int {
+	root := newRootCommand(streams)
+	root.SetArgs(args)
+
+	err := root.ExecuteContext(ctx)
+	code := ExitCode(ctx, err)
+	if code == ExitFailure || code == ExitUsage {
+		fmt.Fprintf(streams.ErrOut, "nodedebug: %v\n", err)
+	}
+	return code
+}
+
+func newRootCommand(streams Streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "nodedebug",
+		Short: "Debug any container on a Kubernetes node, without ephemeral containers",
+		// Errors are printed once, by Run, with the exit status they map to.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return usageError("%v", err)
+	})
+
+	root.AddCommand(
+		newAttachCommand(streams),
+		newAgentCommand(streams),
+	)
+	return root
+}
+
+func newAttachCommand(streams Streams) *cobra.Command {
+	o := &AttachOptions{Streams: streams}
+	cmd := &cobra.Command{
+		Use:   "attach [-n NAMESPACE] [-i] [-t] POD[/CONTAINER] [-- COMMAND [ARG...]]",
+		Short: "Open a tool container in a target container's namespaces",
+		Long: `Start a tool container that joins the target container's pid namespace
+(and by default its net, ipc and uts namespaces), with the target's root
+filesystem at /target. With no command, runs the toolbox's shell.
+
+Exit status: the remote command's own; 126 or 127 when the command cannot
+run or is not found; 128+N when it died of signal N; 125 when nodedebug
+itself failed (agent unreachable, target not found or not running);
+2 for a bad command line.`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.ShareSet = cmd.Flags().Changed("share")
+			if err := o.Complete(args, cmd.ArgsLenAtDash()); err != nil {
+				return err
+			}
+			if err := o.Validate(); err != nil {
+				return err
+			}
+			return o.Run(cmd.Context())
+		},
+	}
+
+	flags := cmd.Flags()
+	flags.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of the pod")
+	flags.StringVarP(&o.Container, "container", "c", "", "container to debug (instead of POD/CONTAINER)")
+	flags.BoolVarP(&o.Stdin, "stdin", "i", false, "pass stdin to the tool process")
+	flags.BoolVarP(&o.TTY, "tty", "t", false, "allocate a terminal for the tool process")
+	flags.StringVar(&o.Image, "image", "", "tool image present in the agent's containerd namespace (default: the toolbox)")
+	flags.StringVar(&o.Profile, "profile", "", "security profile of the tool container (default: general)")
+	flags.StringSliceVar(&o.Share, "share", nil, "target namespaces to join besides pid: net, ipc, uts (default: all three)")
+	flags.BoolVar(&o.Exited, "exited", false, "inspect the filesystem of an exited container")
+	flags.IntVar(&o.Attempt, "attempt", -1, "with --exited, the restart attempt to inspect (default: the newest)")
+	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
+	return cmd
+}
