@@ -64,6 +64,10 @@ func (a *Agent) Attach(stream api.Agent_AttachServer) error {
 		return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{
 			Exit: &api.Exit{Code: cmdErr.Code, Message: cmdErr.Message}}})
 	}
+	if errors.Is(err, context.Canceled) {
+		s.log.Info("session ended: the client went away")
+		return toStatus(err)
+	}
 	if err != nil {
 		s.log.Warn("session failed", "error", err)
 		return toStatus(err)
@@ -89,15 +93,13 @@ func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
 
 func (a *Agent) newSession(stream api.Agent_AttachServer, start *api.Start) *session {
 	id := newSessionID()
-	t := start.Target
 	return &session{
 		id:     id,
 		agent:  a,
 		start:  start,
 		stream: stream,
 		out:    &sender{stream: stream},
-		log: a.log.With("session", id, "pod", t.Namespace+"/"+t.Pod,
-			"container", t.Container),
+		log:    a.log.With("session", id),
 	}
 }
 
@@ -125,7 +127,19 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
-	targetPid, _ := nsPid(s.target.Pid)
+	s.log.Info("session started", "tool", s.containerID(), "pid", s.target.Pid)
+	go s.forwardInput(ctx)
+	return s.waitExit(ctx, exited)
+}
+
+// sendStarted tells the client the session is ready. It goes out before
+// the tool process starts, so it always comes before the first output.
+func (s *session) sendStarted() error {
+	targetPid, err := nsPid(s.target.Pid)
+	if err != nil {
+		return err
+	}
+
 	err = s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Started{Started: &api.Started{
 		Session:     s.id,
 		ContainerId: s.containerID(),
@@ -135,10 +149,7 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("tell client the session started: %w", err)
 	}
-
-	s.log.Info("session started", "tool", s.containerID(), "target_pid", s.target.Pid)
-	go s.forwardInput(ctx)
-	return s.waitExit(ctx, exited)
+	return nil
 }
 
 func (s *session) resolve(ctx context.Context) error {
@@ -155,7 +166,8 @@ func (s *session) resolve(ctx context.Context) error {
 	}
 
 	s.target = target
-	s.log = s.log.With("container", target.Container, "target_id", target.ContainerID)
+	s.log = s.log.With("pod", target.PodString(), "container", target.Container,
+		"container_id", target.ContainerID)
 	return nil
 }
 
@@ -298,6 +310,9 @@ func (s *session) startTask(ctx context.Context) (<-chan containerd.ExitStatus, 
 	if stdin != nil {
 		stdin.onEOF = s.closeStdin
 	}
+	if err := s.sendStarted(); err != nil {
+		return nil, err
+	}
 	if err := task.Start(ctx); err != nil {
 		return nil, &CommandError{Code: ExitCannotRun,
 			Message: fmt.Sprintf("start %s in tool container: %v", s.start.Command, err)}
@@ -352,7 +367,6 @@ func (s *session) waitExit(ctx context.Context, exited <-chan containerd.ExitSta
 	select {
 	case result = <-exited:
 	case <-ctx.Done():
-		s.log.Info("client went away; ending session")
 		return ctx.Err()
 	}
 

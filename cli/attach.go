@@ -183,6 +183,9 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 	if exit := first.GetExit(); exit != nil {
 		return o.exit(exit)
 	}
+	if first.GetStarted() == nil {
+		return fmt.Errorf("agent at %s answered the attach with %T instead of Started", o.Agent, first.Msg)
+	}
 
 	if t != nil {
 		restore, err := t.makeRaw()
