@@ -84,7 +84,6 @@ func specOpts(in ToolSpec) ([]oci.SpecOpts, error) {
 		oci.WithProcessArgs(in.Args...),
 		oci.WithEnv(in.Env),
 		oci.WithProcessCwd(in.Cwd),
-		oci.WithUIDGID(0, 0),
 		withTerminal(in.TTY, in.Width, in.Height),
 	}
 	opts = append(opts, joins...)
