@@ -60,6 +60,7 @@ type Agent struct {
 	cri        *cri.Client
 	containerd *containerd.Client
 	images     *imageCache
+	launcher   launcher
 
 	// sessions counts live sessions so shutdown can wait for their cleanup.
 	sessions sync.WaitGroup
@@ -92,6 +93,14 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if err := a.prepare(ctx); err != nil {
 		a.Close()
 		return nil, err
+	}
+
+	a.launcher = &containerdLauncher{
+		client:     a.containerd,
+		images:     a.images,
+		toolbox:    a.cfg.ToolboxImage,
+		fifoDir:    a.cfg.FIFODir,
+		ociRuntime: a.cfg.OCIRuntime,
 	}
 	return a, nil
 }

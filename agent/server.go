@@ -113,6 +113,6 @@ func (s *service) Runtime(ctx context.Context, _ *api.RuntimeRequest) (*api.Runt
 		Endpoint:       s.agent.cri.Endpoint,
 		RuntimeName:    version.GetRuntimeName(),
 		RuntimeVersion: version.GetRuntimeVersion(),
-		Path:           "containerd",
+		Path:           s.agent.launcher.name(),
 	}, nil
 }

@@ -7,14 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
-	"github.com/containerd/containerd/api/types/runc/options"
-	containerd "github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,7 +21,7 @@ import (
 // exits: a background child may hold stdout open for ever.
 const drainTimeout = 2 * time.Second
 
-// session is one Attach call: a tool container and the stream it talks on.
+// session is one Attach call: a tool process and the stream it talks on.
 type session struct {
 	id     string
 	agent  *Agent
@@ -35,10 +30,9 @@ type session struct {
 	stream api.Agent_AttachServer
 	out    *sender
 
-	target    *cri.Target
-	container containerd.Container
-	task      containerd.Task
-	stdin     *stdinPipe
+	target *cri.Target
+	tool   tool
+	stdin  *stdinPipe
 }
 
 // Attach serves one debug session.
@@ -55,24 +49,7 @@ func (a *Agent) Attach(stream api.Agent_AttachServer) error {
 	defer s.cleanup()
 
 	err = s.run(namespaces.WithNamespace(stream.Context(), Namespace))
-
-	// A command the tool image cannot run ends like a shell would end it:
-	// with status 126 or 127 and a message, not as a failure of nodedebug.
-	var cmdErr *CommandError
-	if errors.As(err, &cmdErr) {
-		s.log.Info("command cannot run", "exit_code", cmdErr.Code, "error", err)
-		return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{
-			Exit: &api.Exit{Code: cmdErr.Code, Message: cmdErr.Message}}})
-	}
-	if errors.Is(err, context.Canceled) {
-		s.log.Info("session ended: the client went away")
-		return toStatus(err)
-	}
-	if err != nil {
-		s.log.Warn("session failed", "error", err)
-		return toStatus(err)
-	}
-	return nil
+	return s.finish(err)
 }
 
 func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
@@ -93,7 +70,7 @@ func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
 
 func (a *Agent) newSession(stream api.Agent_AttachServer, start *api.Start) *session {
 	id := newSessionID()
-	return &session{
+	s := &session{
 		id:     id,
 		agent:  a,
 		start:  start,
@@ -101,6 +78,10 @@ func (a *Agent) newSession(stream api.Agent_AttachServer, start *api.Start) *ses
 		out:    &sender{stream: stream},
 		log:    a.log.With("session", id),
 	}
+	if start.Stdin {
+		s.stdin = newStdinPipe()
+	}
+	return s
 }
 
 func newSessionID() string {
@@ -109,7 +90,7 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func (s *session) containerID() string {
+func (s *session) toolID() string {
 	return "nodedebug-" + s.id
 }
 
@@ -118,38 +99,24 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
-	if err := s.createContainer(ctx); err != nil {
+	if err := s.launch(ctx); err != nil {
+		return err
+	}
+	if err := s.checkPidNamespace(); err != nil {
+		return err
+	}
+	if err := s.sendStarted(); err != nil {
 		return err
 	}
 
-	exited, err := s.startTask(ctx)
+	exits, err := s.tool.start(ctx)
 	if err != nil {
 		return err
 	}
 
-	s.log.Info("session started", "tool", s.containerID(), "pid", s.target.Pid)
+	s.log.Info("session started", "tool", s.toolID(), "pid", s.target.Pid)
 	go s.forwardInput(ctx)
-	return s.waitExit(ctx, exited)
-}
-
-// sendStarted tells the client the session is ready. It goes out before
-// the tool process starts, so it always comes before the first output.
-func (s *session) sendStarted() error {
-	targetPid, err := nsPid(s.target.Pid)
-	if err != nil {
-		return err
-	}
-
-	err = s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Started{Started: &api.Started{
-		Session:     s.id,
-		ContainerId: s.containerID(),
-		TargetPid:   int32(targetPid),
-		TargetRoot:  TargetDir,
-	}}})
-	if err != nil {
-		return fmt.Errorf("tell client the session started: %w", err)
-	}
-	return nil
+	return s.waitExit(ctx, exits)
 }
 
 func (s *session) resolve(ctx context.Context) error {
@@ -171,249 +138,134 @@ func (s *session) resolve(ctx context.Context) error {
 	return nil
 }
 
-// toolSpec gathers what the tool container's spec is built from.
-func (s *session) toolSpec(image *toolImage) (ToolSpec, error) {
-	profile, err := LookupProfile(s.start.Profile)
-	if err != nil {
-		return ToolSpec{}, err
+func (s *session) launch(ctx context.Context) error {
+	req := &toolRequest{
+		id:     s.toolID(),
+		start:  s.start,
+		target: s.target,
+		log:    s.log,
+		stdout: &outputWriter{out: s.out},
+		stderr: &outputWriter{out: s.out, stderr: true},
+	}
+	if s.stdin != nil {
+		req.stdin = s.stdin
 	}
 
-	share := DefaultShare
-	if s.start.ShareSet {
-		share = s.start.Share
-	}
-
-	args, env, cwd := ResolveProcess(s.start.Command, image.process, s.start.Tty)
-	size := s.start.GetSize()
-	return ToolSpec{
-		ID:        s.containerID(),
-		Args:      args,
-		Env:       env,
-		Cwd:       cwd,
-		TTY:       s.start.Tty,
-		Width:     size.GetWidth(),
-		Height:    size.GetHeight(),
-		Stdin:     s.start.Stdin,
-		TargetPid: s.target.Pid,
-		Share:     slices.Clone(share),
-		Profile:   profile,
-	}, nil
+	tool, err := s.agent.launcher.launch(ctx, req)
+	s.tool = tool
+	return err
 }
 
-func (s *session) createContainer(ctx context.Context) error {
-	ref := s.start.Image
-	if ref == "" {
-		ref = s.agent.cfg.ToolboxImage
-	}
-	image, err := s.agent.images.get(ctx, ref)
-	if err != nil {
-		return err
-	}
-
-	in, err := s.toolSpec(image)
-	if err != nil {
-		return err
-	}
-	spec, err := BuildSpec(in)
-	if err != nil {
-		return err
-	}
-
-	// A lease keeps the new snapshot from garbage collection until the
-	// container that owns it exists.
-	ctx, done, err := s.agent.containerd.WithLease(ctx)
-	if err != nil {
-		return fmt.Errorf("take a lease for tool container %s: %w", in.ID, err)
-	}
-	defer done(context.WithoutCancel(ctx))
-
-	if err := s.prepareSnapshot(ctx, image, in); err != nil {
-		return err
-	}
-
-	opts := []containerd.NewContainerOpts{
-		containerd.WithSnapshotter(defaultSnapshotter),
-		containerd.WithSnapshot(in.ID),
-		containerd.WithImageName(image.image.Name()),
-		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(map[string]string{
-			labelSession: s.id,
-			labelTarget:  s.target.String(),
-		}),
-	}
-	if runtime := s.agent.cfg.OCIRuntime; runtime != "" {
-		opts = append(opts, containerd.WithRuntime(runcShim, &options.Options{BinaryName: runtime}))
-	}
-
-	container, err := s.agent.containerd.NewContainer(ctx, in.ID, opts...)
-	if err != nil {
-		s.removeSnapshot(in.ID)
-		return fmt.Errorf("create tool container %s: %w", in.ID, err)
-	}
-	s.container = container
-	return nil
-}
-
-const (
-	defaultSnapshotter = "overlayfs"
-	runcShim           = "io.containerd.runc.v2"
-)
-
-func (s *session) prepareSnapshot(ctx context.Context, image *toolImage, in ToolSpec) error {
-	snapshotter := s.agent.containerd.SnapshotService(defaultSnapshotter)
-	mounts, err := snapshotter.Prepare(ctx, in.ID, image.chainID)
-	if err != nil {
-		return fmt.Errorf("prepare snapshot of tool container %s: %w", in.ID, err)
-	}
-
-	targetPid, err := nsPid(in.TargetPid)
-	if err == nil {
-		err = prepareRootfs(ctx, mounts, targetPid, in.Args, in.Env)
-	}
-	if err != nil {
-		s.removeSnapshot(in.ID)
-		return err
-	}
-	return nil
-}
-
-func (s *session) removeSnapshot(key string) {
-	ctx, cancel := cleanupContext()
-	defer cancel()
-
-	err := s.agent.containerd.SnapshotService(defaultSnapshotter).Remove(ctx, key)
-	if err != nil && !errdefs.IsNotFound(err) {
-		s.log.Warn("remove tool snapshot", "snapshot", key, "error", err)
-	}
-}
-
-// startTask creates the task, checks it landed in the target's pid
-// namespace before any of the user's code runs, then starts it.
-func (s *session) startTask(ctx context.Context) (<-chan containerd.ExitStatus, error) {
-	creator, stdin := s.ioCreator()
-	task, err := s.container.NewTask(ctx, creator)
-	if err != nil {
-		return nil, fmt.Errorf("create task of tool container %s: %w", s.containerID(), err)
-	}
-	s.task = task
-	s.stdin = stdin
-
-	if err := s.checkPidNamespace(); err != nil {
-		return nil, err
-	}
-
-	exited, err := task.Wait(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("wait for tool container %s: %w", s.containerID(), err)
-	}
-
-	if stdin != nil {
-		stdin.onEOF = s.closeStdin
-	}
-	if err := s.sendStarted(); err != nil {
-		return nil, err
-	}
-	if err := task.Start(ctx); err != nil {
-		return nil, &CommandError{Code: ExitCannotRun,
-			Message: fmt.Sprintf("start %s in tool container: %v", s.start.Command, err)}
-	}
-	return exited, nil
-}
-
-func (s *session) ioCreator() (cio.Creator, *stdinPipe) {
-	var stdin *stdinPipe
-	streams := []cio.Opt{cio.WithFIFODir(s.agent.cfg.FIFODir)}
-
-	stdout := &outputWriter{out: s.out}
-	stderr := &outputWriter{out: s.out, stderr: true}
-	if s.start.Stdin {
-		stdin = newStdinPipe()
-		streams = append(streams, cio.WithStreams(stdin, stdout, stderr))
-	} else {
-		streams = append(streams, cio.WithStreams(nil, stdout, stderr))
-	}
-
-	if s.start.Tty {
-		streams = append(streams, cio.WithTerminal)
-	}
-	return cio.NewCreator(streams...), stdin
-}
-
+// checkPidNamespace makes sure the tool landed in the target's pid
+// namespace before any of the user's code runs.
 func (s *session) checkPidNamespace() error {
-	same, err := samePidNamespace(int(s.task.Pid()), s.target.Pid)
+	same, err := samePidNamespace(s.tool.pid(), s.target.Pid)
 	if err != nil {
-		return fmt.Errorf("check pid namespace of tool container %s: %w", s.containerID(), err)
+		return fmt.Errorf("check pid namespace of tool %s: %w", s.toolID(), err)
 	}
 	if !same {
-		return fmt.Errorf("tool container %s did not join the pid namespace of %s (pid %d); refusing to start it",
-			s.containerID(), s.target, s.target.Pid)
+		return fmt.Errorf("tool %s did not join the pid namespace of %s (pid %d); refusing to start it",
+			s.toolID(), s.target, s.target.Pid)
 	}
 	return nil
 }
 
-// closeStdin runs when the client's stdin reaches EOF: the shim keeps the
-// stdin FIFO open itself, so the process only sees EOF once told.
+// sendStarted tells the client the session is ready. It goes out before
+// the tool process starts, so it always comes before the first output.
+func (s *session) sendStarted() error {
+	targetPid, err := nsPid(s.target.Pid)
+	if err != nil {
+		return err
+	}
+
+	err = s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Started{Started: &api.Started{
+		Session:     s.id,
+		ContainerId: s.toolID(),
+		TargetPid:   int32(targetPid),
+		TargetRoot:  TargetDir,
+	}}})
+	if err != nil {
+		return fmt.Errorf("tell client the session started: %w", err)
+	}
+
+	if s.stdin != nil {
+		s.stdin.onEOF = s.closeStdin
+	}
+	return nil
+}
+
+// closeStdin runs once the client's stdin has reached EOF and every byte
+// before it was handed to the tool.
 func (s *session) closeStdin() {
 	ctx, cancel := cleanupContext()
 	defer cancel()
 
-	if err := s.task.CloseIO(ctx, containerd.WithStdinCloser); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.tool.closeStdin(ctx); err != nil {
 		s.log.Warn("close stdin of tool process", "error", err)
 	}
 }
 
-func (s *session) waitExit(ctx context.Context, exited <-chan containerd.ExitStatus) error {
-	var result containerd.ExitStatus
+func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
+	var result exitStatus
 	select {
-	case result = <-exited:
+	case result = <-exits:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 
-	if err := result.Error(); err != nil {
-		return fmt.Errorf("wait for tool container %s: %w", s.containerID(), err)
+	if result.err != nil {
+		return fmt.Errorf("wait for tool %s: %w", s.toolID(), result.err)
 	}
 	s.drainOutput()
 
-	code := int32(result.ExitCode())
-	s.log.Info("session ended", "exit_code", code)
-	return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: &api.Exit{Code: code}}})
+	s.log.Info("session ended", "exit_code", result.code)
+	return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: &api.Exit{Code: result.code}}})
 }
 
 // drainOutput waits, within a bound, for the output still in the pipes.
 func (s *session) drainOutput() {
-	drained := make(chan struct{})
-	go func() {
-		s.task.IO().Wait()
-		close(drained)
-	}()
-
 	select {
-	case <-drained:
+	case <-s.tool.drained():
 	case <-time.After(drainTimeout):
 		s.log.Info("output still open after the tool process exited; a background process holds it")
 	}
 }
 
-// cleanup removes the tool container whatever happened to the session,
-// on a context of its own so a vanished client cannot stop it.
+// finish reports how the session ended. A command the tool image cannot
+// run ends like a shell would end it, with 126 or 127 and a message, not
+// as a failure of nodedebug.
+func (s *session) finish(err error) error {
+	var cmdErr *CommandError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &cmdErr):
+		s.log.Info("command cannot run", "exit_code", cmdErr.Code, "error", err)
+		return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{
+			Exit: &api.Exit{Code: cmdErr.Code, Message: cmdErr.Message}}})
+	case errors.Is(err, context.Canceled):
+		s.log.Info("session ended: the client went away")
+	default:
+		s.log.Warn("session failed", "error", err)
+	}
+	return toStatus(err)
+}
+
+// cleanup removes the tool whatever happened to the session, on a context
+// of its own so a vanished client cannot stop it.
 func (s *session) cleanup() {
 	if s.stdin != nil {
 		s.stdin.abort()
 	}
-	if s.container == nil {
+	if s.tool == nil {
 		return
 	}
 
 	ctx, cancel := cleanupContext()
 	defer cancel()
 
-	if err := removeContainer(ctx, s.container); err != nil {
-		s.log.Error("remove tool container", "tool", s.containerID(), "error", err)
-	}
-	if s.task != nil {
-		s.task.IO().Cancel()
-		s.task.IO().Close()
+	if err := s.tool.remove(ctx); err != nil {
+		s.log.Error("remove tool", "tool", s.toolID(), "error", err)
 	}
 }
 

@@ -112,7 +112,7 @@ func (s *session) resize(ctx context.Context, size *api.TerminalSize) {
 	if !s.start.Tty || size.GetWidth() == 0 || size.GetHeight() == 0 {
 		return
 	}
-	if err := s.task.Resize(ctx, size.Width, size.Height); err != nil {
+	if err := s.tool.resize(ctx, size.Width, size.Height); err != nil {
 		s.log.Debug("resize terminal", "error", err)
 	}
 }
