@@ -344,6 +344,24 @@ func (c *Containerd) logTail() string {
 	return "containerd log tail:\n" + strings.Join(lines, "\n")
 }
 
+// LogProblems returns the warning and error lines of the daemon log, for
+// test output after a failure. It reads nothing once Stop removed Dir.
+func (c *Containerd) LogProblems() string {
+	data, err := os.ReadFile(c.LogPath)
+	if err != nil {
+		return ""
+	}
+
+	var lines []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, "level=warning") || strings.Contains(line, "level=error") {
+			lines = append(lines, line)
+		}
+	}
+	return fmt.Sprintf("containerd log %s: %d warnings/errors\n%s",
+		c.LogPath, len(lines), strings.Join(lines, "\n"))
+}
+
 // RuntimeClient is the CRI runtime service of this daemon.
 func (c *Containerd) RuntimeClient() runtimeapi.RuntimeServiceClient { return c.runtime }
 

@@ -2,7 +2,11 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"slices"
 	"testing"
 	"time"
@@ -73,6 +77,12 @@ func runTargetPod(t *testing.T, ctx context.Context, c *Containerd) *Pod {
 			t.Errorf("container %s label %s = %q", name, LabelContainerName, got)
 		}
 	}
+
+	appNS := checkProcess(t, ctx, c, pod.ContainerIDs["app"], images.NonRootUID)
+	sidecarNS := checkProcess(t, ctx, c, pod.ContainerIDs["sidecar"], images.NonRootUID)
+	if appNS != sidecarNS {
+		t.Errorf("pid namespaces differ with ShareProcessNamespace: %s vs %s", appNS, sidecarNS)
+	}
 	return pod
 }
 
@@ -120,6 +130,7 @@ func waitExitCode(t *testing.T, ctx context.Context, c *Containerd, id string, w
 
 func checkStopLeavesNothing(t *testing.T, c *Containerd) {
 	t.Helper()
+	t.Log(c.LogProblems())
 	started := time.Now()
 	if err := c.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
@@ -152,4 +163,41 @@ func checkStopLeavesNothing(t *testing.T, c *Containerd) {
 	if slices.ContainsFunc(c.netns, func(p string) bool { _, err := os.Stat(p); return err == nil }) {
 		t.Errorf("network namespaces left after stop: %v", c.netns)
 	}
+}
+
+// checkProcess reads the container's pid from verbose CRI status and checks
+// its uid and pid namespace from /proc.
+func checkProcess(t *testing.T, ctx context.Context, c *Containerd, id string, wantUID int) string {
+	t.Helper()
+	resp, err := c.RuntimeClient().ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{
+		ContainerId: id,
+		Verbose:     true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(resp.GetInfo()["info"]), &info); err != nil || info.Pid == 0 {
+		t.Fatalf("no pid in verbose status of %s: %v", id, err)
+	}
+
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", info.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if fields := strings.Fields(line); len(fields) > 1 && fields[0] == "Uid:" {
+			if fields[1] != strconv.Itoa(wantUID) {
+				t.Errorf("container %s runs as uid %s, want %d", id, fields[1], wantUID)
+			}
+		}
+	}
+
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", info.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }

@@ -52,6 +52,9 @@ func Start(tb testing.TB, ctx context.Context, opts Options) *Containerd {
 
 	c, err := StartContainerd(ctx, opts)
 	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Log(c.LogProblems())
+		}
 		if err := c.Stop(); err != nil {
 			tb.Errorf("stop containerd: %v", err)
 		}
