@@ -3,11 +3,12 @@ package harness
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
-	"slices"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ func TestHarnessRunsDistrolessPodAndCrashLoop(t *testing.T) {
 	t.Logf("imported images in %v", time.Since(started).Round(time.Millisecond))
 
 	pod := runTargetPod(t, ctx, c)
+	checkCrictlSeesPod(t, ctx, c, pod)
 	checkCrashLoop(t, ctx, c, pod)
 	checkStopLeavesNothing(t, c)
 }
@@ -84,6 +86,21 @@ func runTargetPod(t *testing.T, ctx context.Context, c *Containerd) *Pod {
 		t.Errorf("pid namespaces differ with ShareProcessNamespace: %s vs %s", appNS, sidecarNS)
 	}
 	return pod
+}
+
+func checkCrictlSeesPod(t *testing.T, ctx context.Context, c *Containerd, pod *Pod) {
+	t.Helper()
+	out, err := c.Crictl(ctx, "pods", "-q")
+	if errors.Is(err, ErrNoCrictl) {
+		t.Log("crictl not on PATH; skipping the crictl check")
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), pod.SandboxID) {
+		t.Errorf("crictl pods -q = %q, want %s", out, pod.SandboxID)
+	}
 }
 
 func checkCrashLoop(t *testing.T, ctx context.Context, c *Containerd, pod *Pod) {

@@ -13,6 +13,10 @@ import (
 // containerd on PATH.
 const EnvContainerd = "NODEDEBUG_CONTAINERD"
 
+// EnvRuntime names the OCI runtime (runc or crun) Start uses when Options
+// leave it empty; default is runc on PATH.
+const EnvRuntime = "NODEDEBUG_RUNTIME"
+
 // RequireContainerd returns the containerd binary for e2e tests. When the
 // test cannot run here (not root, no containerd) it skips with the reason,
 // except under CI=true, where a missing prerequisite is a failure.
@@ -48,6 +52,9 @@ func Start(tb testing.TB, ctx context.Context, opts Options) *Containerd {
 	}
 	if opts.Logger == nil {
 		opts.Logger = TestLogger(tb)
+	}
+	if opts.Runtime == "" {
+		opts.Runtime = os.Getenv(EnvRuntime)
 	}
 
 	c, err := StartContainerd(ctx, opts)
