@@ -43,6 +43,7 @@ func TestHarnessRunsDistrolessPodAndCrashLoop(t *testing.T) {
 
 	pod := runTargetPod(t, ctx, c)
 	checkCrictlSeesPod(t, ctx, c, pod)
+	checkToolboxRuns(t, ctx, c, pod)
 	checkCrashLoop(t, ctx, c, pod)
 	checkStopLeavesNothing(t, c)
 }
@@ -103,6 +104,24 @@ func checkCrictlSeesPod(t *testing.T, ctx context.Context, c *Containerd, pod *P
 	}
 }
 
+// checkToolboxRuns starts the product-facing toolbox image with a busybox
+// applet, so a broken applet link or missing PATH shows up here first.
+func checkToolboxRuns(t *testing.T, ctx context.Context, c *Containerd, pod *Pod) {
+	t.Helper()
+	toolbox := ContainerSpec{Name: "toolbox", Image: images.ToolboxRef, Command: []string{"sleep", "600"}}
+	id, err := c.AddContainer(ctx, pod, toolbox)
+	if err != nil {
+		t.Fatalf("start toolbox: %v", err)
+	}
+	state, err := c.ContainerState(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if state != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("toolbox state = %v, want RUNNING", state)
+	}
+}
+
 func checkCrashLoop(t *testing.T, ctx context.Context, c *Containerd, pod *Pod) {
 	t.Helper()
 	crasher := ContainerSpec{Name: "crasher", Image: images.TargetRef, Args: []string{"-crash"}}
@@ -125,8 +144,8 @@ func checkCrashLoop(t *testing.T, ctx context.Context, c *Containerd, pod *Pod) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ctrs) != 4 {
-		t.Errorf("pod has %d containers, want 4 (app, sidecar, 2 crasher attempts)", len(ctrs))
+	if len(ctrs) != 5 {
+		t.Errorf("pod has %d containers, want 5 (app, sidecar, toolbox, 2 crasher attempts)", len(ctrs))
 	}
 }
 
@@ -217,4 +236,38 @@ func checkProcess(t *testing.T, ctx context.Context, c *Containerd, id string, w
 		t.Fatal(err)
 	}
 	return ns
+}
+
+// TestStopSweepsAfterDaemonDies guards the cleanup path that cannot rely on
+// CRI: the daemon is killed with pods running, and Stop must still kill the
+// shims and containers and unmount everything.
+func TestStopSweepsAfterDaemonDies(t *testing.T) {
+	binary := RequireContainerd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	imgs, err := BuildImages(ctx, t.TempDir())
+	if err != nil {
+		t.Fatalf("build images: %v", err)
+	}
+	c := Start(t, ctx, Options{Binary: binary})
+	if err := c.ImportImages(ctx, imgs); err != nil {
+		t.Fatalf("import images: %v", err)
+	}
+	pod := runTargetPod(t, ctx, c)
+	t.Logf("pod %s running; killing containerd pid %d", pod.SandboxID, c.cmd.Process.Pid)
+
+	if err := c.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.exited
+	mounts, err := c.MountsLeft()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mounts) == 0 {
+		t.Fatal("no mounts before stop; the sweep would be untested")
+	}
+
+	checkStopLeavesNothing(t, c)
 }
