@@ -5,9 +5,13 @@ package agent
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -36,9 +40,10 @@ type Config struct {
 	// ToolboxImage is the default image of tool containers.
 	ToolboxImage string
 
-	// FIFODir holds the FIFOs of tool processes' stdio. The runtime's shims
-	// open them too, so it must be the same folder on the host.
-	FIFODir string
+	// StateDir holds what the runtime must reach by path: the FIFOs of
+	// tool processes' stdio and the tool init binary. When the agent runs
+	// in a container, it must be a host folder mounted at the same path.
+	StateDir string
 
 	// OCIRuntime is the OCI runtime binary for tool containers ("runc",
 	// "crun", or a path); empty means containerd's default.
@@ -50,8 +55,8 @@ type Config struct {
 // DefaultToolboxImage is the reference the toolbox tar carries.
 const DefaultToolboxImage = "nodedebug.local/toolbox:latest"
 
-// DefaultFIFODir is under the agent's own run folder.
-const DefaultFIFODir = "/run/nodedebug/fifo"
+// DefaultStateDir is the agent's own run folder.
+const DefaultStateDir = "/run/nodedebug"
 
 // Agent serves debug sessions on one node.
 type Agent struct {
@@ -72,11 +77,16 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 	if cfg.ToolboxImage == "" {
 		cfg.ToolboxImage = DefaultToolboxImage
 	}
-	if cfg.FIFODir == "" {
-		cfg.FIFODir = DefaultFIFODir
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+
+	init, err := installInit(cfg.StateDir)
+	if err != nil {
+		return nil, err
 	}
 
 	criClient, err := cri.Dial(ctx, cfg.RuntimeEndpoint)
@@ -99,8 +109,9 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		client:     a.containerd,
 		images:     a.images,
 		toolbox:    a.cfg.ToolboxImage,
-		fifoDir:    a.cfg.FIFODir,
+		fifoDir:    filepath.Join(a.cfg.StateDir, "fifo"),
 		ociRuntime: a.cfg.OCIRuntime,
+		init:       init,
 	}
 	return a, nil
 }
@@ -177,4 +188,71 @@ func (a *Agent) Close() error {
 	}
 	errs = append(errs, a.cri.Close())
 	return errors.Join(errs...)
+}
+
+// installInit copies the agent's own binary into the state folder, from
+// where runc can bind-mount it into tool containers as their init: the
+// runtime cannot mount a file it sees only through another mount
+// namespace, such as the agent container's.
+func installInit(stateDir string) (string, error) {
+	if err := checkStatic(); err != nil {
+		return "", err
+	}
+
+	dir := filepath.Join(stateDir, "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", dir, err)
+	}
+
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return "", fmt.Errorf("open the agent's own binary: %w", err)
+	}
+	defer self.Close()
+
+	dest := filepath.Join(dir, "nodedebug")
+	if err := writeFileAtomic(dest, self, 0o755); err != nil {
+		return "", fmt.Errorf("install tool init at %s: %w", dest, err)
+	}
+	return dest, nil
+}
+
+// writeFileAtomic replaces path with what r holds, so that a reader sees
+// the old file or the new one, never a half-written one.
+func writeFileAtomic(path string, r io.Reader, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+
+	if _, err := io.Copy(tmp, r); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// checkStatic makes sure the agent's binary can run in any tool image,
+// which it must to serve as their init.
+func checkStatic() error {
+	exe, err := elf.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("read the agent's own binary: %w", err)
+	}
+	defer exe.Close()
+
+	for _, prog := range exe.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return errors.New("the agent binary is dynamically linked, but it must run inside tool images as their init: build it with CGO_ENABLED=0")
+		}
+	}
+	return nil
 }

@@ -24,6 +24,8 @@ type containerdLauncher struct {
 	images  *imageCache
 	toolbox string
 	fifoDir string
+	// init is the host path of the tool init binary.
+	init string
 	// ociRuntime is the runtime binary for the runc shim; empty for the
 	// shim's default.
 	ociRuntime string
@@ -50,6 +52,7 @@ func (l *containerdLauncher) launch(ctx context.Context, req *toolRequest) (tool
 	if err != nil {
 		return nil, err
 	}
+	in.Init = l.init
 
 	t := &containerdTool{client: l.client, id: req.id, done: make(chan struct{})}
 	if err := l.createContainer(ctx, t, req, image, in); err != nil {

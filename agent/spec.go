@@ -52,6 +52,10 @@ type ToolSpec struct {
 	// Share names the target namespaces to join besides pid.
 	Share []string
 
+	// Init is the host path of the nodedebug binary, mounted read-only to
+	// run as the tool's first process; empty runs the command directly.
+	Init string
+
 	Profile Profile
 }
 
@@ -81,16 +85,40 @@ func specOpts(in ToolSpec) ([]oci.SpecOpts, error) {
 	}
 
 	opts := []oci.SpecOpts{
-		oci.WithProcessArgs(in.Args...),
+		oci.WithProcessArgs(withInit(in.Init, in.Args)...),
 		oci.WithEnv(in.Env),
 		oci.WithProcessCwd(in.Cwd),
 		withTerminal(in.TTY, in.Width, in.Height),
 	}
 	opts = append(opts, joins...)
+	if in.Init != "" {
+		opts = append(opts, oci.WithMounts([]specs.Mount{initMount(in.Init)}))
+	}
 	if slices.Contains(in.Share, "uts") {
 		opts = append(opts, withoutHostname)
 	}
 	return append(opts, in.Profile.Opts...), nil
+}
+
+// InitPath is where the tool's init binary appears in a tool container.
+const InitPath = "/.nodedebug/nodedebug"
+
+// withInit runs args under the tool init, which reaps what the session
+// orphans in the target's pid namespace.
+func withInit(init string, args []string) []string {
+	if init == "" {
+		return args
+	}
+	return append([]string{InitPath, "init", "--"}, args...)
+}
+
+func initMount(source string) specs.Mount {
+	return specs.Mount{
+		Destination: InitPath,
+		Type:        "bind",
+		Source:      source,
+		Options:     []string{"rbind", "ro", "nosuid", "nodev"},
+	}
 }
 
 // namespaceJoins joins the target's pid namespace and the shared ones by

@@ -82,6 +82,20 @@ func TestBuildSpec(t *testing.T) {
 				addCap(s, "CAP_SYS_PTRACE")
 			},
 		},
+		{
+			name: "under the tool init",
+			in: ToolSpec{ID: "nodedebug-c", Args: []string{"sh", "-c", "ps"}, Env: []string{"A=1"}, Cwd: "/",
+				TargetPid: 9, Share: []string{"net"}, Profile: general, Init: "/proc/77/exe"},
+			want: func(s *specs.Spec) {
+				s.Process.Args = []string{"/.nodedebug/nodedebug", "init", "--", "sh", "-c", "ps"}
+				s.Process.Env = []string{"A=1"}
+				s.Mounts = append(s.Mounts, specs.Mount{Destination: "/.nodedebug/nodedebug", Type: "bind",
+					Source: "/proc/77/exe", Options: []string{"rbind", "ro", "nosuid", "nodev"}})
+				setNamespace(s, specs.PIDNamespace, "/proc/9/ns/pid")
+				setNamespace(s, specs.NetworkNamespace, "/proc/9/ns/net")
+				addCap(s, "CAP_SYS_PTRACE")
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

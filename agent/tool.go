@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -151,9 +152,11 @@ func samePidNamespace(a, b int) (bool, error) {
 	return statA.Ino == statB.Ino && statA.Dev == statB.Dev, nil
 }
 
-// removeContainer kills whatever runs in a tool container, then deletes it
-// with its snapshot. Killing all processes matters: a tool container shares
-// the target's pid namespace, so its children outlive its main process.
+// removeContainer ends a tool container's session and deletes it with its
+// snapshot. SIGTERM first lets the tool init kill and reap everything the
+// session started, which shares the target's pid namespace and would
+// otherwise leave zombies under the target's pid 1; SIGKILL to every
+// process in the container follows if it does not finish in time.
 func removeContainer(ctx context.Context, c containerd.Container) error {
 	task, err := c.Task(ctx, nil)
 	switch {
@@ -161,6 +164,7 @@ func removeContainer(ctx context.Context, c containerd.Container) error {
 	case err != nil:
 		return fmt.Errorf("load task: %w", err)
 	default:
+		stopTask(ctx, task)
 		if _, err := task.Delete(ctx, containerd.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("delete task: %w", err)
 		}
@@ -170,4 +174,29 @@ func removeContainer(ctx context.Context, c containerd.Container) error {
 		return fmt.Errorf("delete container: %w", err)
 	}
 	return nil
+}
+
+// stopGrace is how long the tool init gets to end a session by itself.
+const stopGrace = 5 * time.Second
+
+func stopTask(ctx context.Context, task containerd.Task) {
+	status, err := task.Status(ctx)
+	if err != nil || status.Status != containerd.Running {
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, stopGrace)
+	defer cancel()
+
+	exited, err := task.Wait(ctx)
+	if err != nil {
+		return
+	}
+	if err := task.Kill(ctx, unix.SIGTERM); err != nil {
+		return
+	}
+	select {
+	case <-exited:
+	case <-ctx.Done():
+	}
 }

@@ -17,7 +17,7 @@ type AgentOptions struct {
 	Listen          string
 	ToolboxTar      string
 	ToolboxImage    string
-	FIFODir         string
+	StateDir        string
 	OCIRuntime      string
 	LogLevel        string
 
@@ -41,7 +41,7 @@ func (o *AgentOptions) Run(ctx context.Context) error {
 		RuntimeEndpoint: o.RuntimeEndpoint,
 		ToolboxTar:      o.ToolboxTar,
 		ToolboxImage:    o.ToolboxImage,
-		FIFODir:         o.FIFODir,
+		StateDir:        o.StateDir,
 		OCIRuntime:      o.OCIRuntime,
 		Log:             log,
 	})
@@ -69,7 +69,8 @@ func newAgentCommand(streams Streams) *cobra.Command {
 	flags.StringVar(&o.Listen, "listen", DefaultAgentEndpoint, "unix socket to serve clients on")
 	flags.StringVar(&o.ToolboxTar, "toolbox-tar", "", "image tar to import as the toolbox at start")
 	flags.StringVar(&o.ToolboxImage, "toolbox-image", agent.DefaultToolboxImage, "default tool image")
-	flags.StringVar(&o.FIFODir, "fifo-dir", agent.DefaultFIFODir, "folder for stdio FIFOs, shared with the runtime's shims")
+	flags.StringVar(&o.StateDir, "state-dir", agent.DefaultStateDir,
+		"folder the runtime reaches by path (stdio FIFOs, tool init); a host folder at the same path")
 	flags.StringVar(&o.OCIRuntime, "oci-runtime", "", "OCI runtime binary for tool containers (default: containerd's)")
 	flags.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd

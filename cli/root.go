@@ -7,6 +7,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/nodedebug/nodedebug/agent/toolinit"
 )
 
 // DefaultAgentEndpoint is where the node-local agent listens.
@@ -43,6 +45,7 @@ func newRootCommand(streams Streams) *cobra.Command {
 	root.AddCommand(
 		newAttachCommand(streams),
 		newAgentCommand(streams),
+		newInitCommand(streams),
 	)
 	return root
 }
@@ -85,4 +88,24 @@ itself failed (agent unreachable, target not found or not running);
 	flags.IntVar(&o.Attempt, "attempt", -1, "with --exited, the restart attempt to inspect (default: the newest)")
 	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
 	return cmd
+}
+
+// newInitCommand runs inside tool containers as their first process; it is
+// not meant for users.
+func newInitCommand(streams Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:    "init -- COMMAND [ARG...]",
+		Hidden: true,
+		// The command's own flags must reach it untouched.
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 && args[0] == "--" {
+				args = args[1:]
+			}
+			if code := toolinit.Run(args, streams.ErrOut); code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
+		},
+	}
 }

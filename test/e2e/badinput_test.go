@@ -108,7 +108,7 @@ func TestAgentRefusesBadRuntimeEndpoints(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.run(t, nil, "agent", "--runtime-endpoint", tt.endpoint, "--listen", tt.listen,
-				"--fifo-dir", filepath.Join(dir, "fifo"))
+				"--state-dir", filepath.Join(dir, "state"))
 			requireCode(t, r, exitFailure)
 			if !strings.Contains(string(r.stderr), tt.want) {
 				t.Fatalf("want %q in the agent's error, got %s", tt.want, r)

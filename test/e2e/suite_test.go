@@ -119,6 +119,9 @@ func buildNodedebug(ctx context.Context, dir string) (string, error) {
 	binary := filepath.Join(dir, "nodedebug")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", binary, ".")
 	cmd.Dir = root
+	// Static, because the agent's binary runs inside tool images as
+	// their init.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build nodedebug: %w\n%s", err, out)
 	}
@@ -158,7 +161,7 @@ func (s *suite) agentArgs() []string {
 		"--runtime-endpoint", "unix://" + s.containerd.Socket,
 		"--listen", s.agentSocket(),
 		"--toolbox-tar", s.images.Toolbox.Path,
-		"--fifo-dir", filepath.Join(s.dir, "fifo"),
+		"--state-dir", filepath.Join(s.dir, "state"),
 		"--log-level", "debug",
 	}
 }
