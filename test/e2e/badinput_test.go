@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/nodedebug/nodedebug/test/harness"
 )
 
@@ -175,4 +174,3 @@ func requireOneLineError(t *testing.T, r result, want ...string) {
 		}
 	}
 }
-
