@@ -20,13 +20,18 @@ if [[ $(id -u) -ne 0 ]]; then
 	exit 1
 fi
 
+APT_PACKAGES=(containerd runc crun containernetworking-plugins busybox-static
+	iproute2 iptables protobuf-compiler tmux)
+
 install_apt() {
+	if dpkg -s "${APT_PACKAGES[@]}" >/dev/null 2>&1; then
+		log "have apt packages: ${APT_PACKAGES[*]}"
+		return
+	fi
 	log "apt-get update"
 	apt-get update -q
 	log "apt-get install containerd runc crun and friends"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-		containerd runc crun containernetworking-plugins busybox-static \
-		iproute2 iptables protobuf-compiler tmux
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${APT_PACKAGES[@]}"
 }
 
 # go_install DIR BINARY PACKAGE@VERSION builds one Go tool into DIR unless

@@ -1,0 +1,51 @@
+# nodedebug: run `make help` for the targets.
+
+GO        ?= go
+BIN       := bin/nodedebug
+PREFIX    ?= /opt/nodedebug-test
+CONTAINERD_V2 := $(PREFIX)/containerd-v2.4.2/bin/containerd
+# The e2e suite runs once per containerd: Debian's packaged 1.6 and 2.4.
+CONTAINERDS ?= /usr/bin/containerd $(CONTAINERD_V2)
+export PATH := $(PREFIX)/bin:$(PATH)
+
+.PHONY: help build deps demo test test-unit test-e2e lint generate toolbox image bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## build bin/nodedebug (static: it also runs inside tool containers as their init)
+	CGO_ENABLED=0 $(GO) build -o $(BIN) .
+
+deps: ## install containerd 1.6 and 2.4, runc, crictl, CNI plugins, busybox (root)
+	bash test/install-deps.sh
+
+demo: deps build ## run a distroless pod on a private containerd and attach to it (root)
+	$(GO) run ./test/demo -nodedebug $(BIN) -containerd $(CONTAINERD_V2)
+
+test: deps test-unit test-e2e ## install what is missing, then run every test (root)
+
+test-unit: ## unit tests: no root, no runtime
+	$(GO) test -count=1 ./agent/... ./cli/... ./cri/... ./test/images/...
+
+test-e2e: ## e2e tests against each containerd in CONTAINERDS (root)
+	@set -e; for c in $(CONTAINERDS); do \
+		echo "== e2e on $$c"; \
+		NODEDEBUG_CONTAINERD=$$c $(GO) test -count=1 -p 1 -timeout 20m ./test/harness/... ./test/e2e/...; \
+	done
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+generate: ## regenerate the gRPC code from api/agent.proto
+	protoc -I api --go_out=api --go_opt=paths=source_relative \
+		--go-grpc_out=api --go-grpc_opt=paths=source_relative api/agent.proto
+
+toolbox: ## build the toolbox image tar the agent imports (bin/toolbox.tar)
+	$(GO) run ./test/images/cmd/mkimage toolbox -o bin/toolbox.tar
+
+image: build toolbox ## build the agent image (needs a docker or buildx engine)
+	docker build -t nodedebug:dev .
+
+clean: ## remove build output
+	rm -rf bin
