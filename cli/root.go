@@ -45,6 +45,7 @@ func newRootCommand(streams Streams) *cobra.Command {
 	root.AddCommand(
 		newAttachCommand(streams),
 		newAgentCommand(streams),
+		newPingCommand(streams),
 		newInitCommand(streams),
 	)
 	return root

@@ -174,3 +174,16 @@ func requireOneLineError(t *testing.T, r result, want ...string) {
 		}
 	}
 }
+
+func TestPingReportsRuntime(t *testing.T) {
+	s := env(t)
+
+	r := s.run(t, nil, "ping", "--agent", s.agentEndpoint())
+	requireCode(t, r, 0)
+	if !strings.Contains(string(r.stdout), "containerd") || !strings.Contains(string(r.stdout), s.containerd.Socket) {
+		t.Fatalf("ping does not name the runtime and its socket: %s", r)
+	}
+
+	r = s.run(t, nil, "ping", "--agent", "unix://"+filepath.Join(t.TempDir(), "none.sock"))
+	requireCode(t, r, exitFailure)
+}

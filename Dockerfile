@@ -1,0 +1,25 @@
+# The agent image: one static nodedebug binary and the toolbox image tar it
+# imports at start. Multi-arch with buildx:
+#   docker buildx build --platform linux/amd64,linux/arm64 -t nodedebug:dev .
+
+# busybox-static of the target architecture becomes the toolbox.
+FROM --platform=$TARGETPLATFORM debian:12-slim AS busybox
+RUN apt-get update && apt-get install -y --no-install-recommends busybox-static \
+    && rm -rf /var/lib/apt/lists/*
+
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+ARG TARGETOS TARGETARCH
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+COPY --from=busybox /bin/busybox /busybox
+# Static: the agent's binary also runs inside tool containers as their init.
+RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags=-s -o /out/nodedebug . \
+    && go run ./test/images/cmd/mkimage toolbox -busybox /busybox -o /out/toolbox.tar
+
+FROM scratch
+COPY --from=build /out/nodedebug /usr/local/bin/nodedebug
+COPY --from=build /out/toolbox.tar /opt/nodedebug/toolbox.tar
+ENTRYPOINT ["/usr/local/bin/nodedebug"]
+CMD ["agent", "--toolbox-tar", "/opt/nodedebug/toolbox.tar"]
