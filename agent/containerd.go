@@ -44,6 +44,7 @@ func (l *containerdLauncher) launch(ctx context.Context, req *toolRequest) (tool
 		ref = l.toolbox
 	}
 	image, err := l.images.get(ctx, ref)
+	markSpan(ctx, "image")
 	if err != nil {
 		return nil, err
 	}
@@ -58,10 +59,9 @@ func (l *containerdLauncher) launch(ctx context.Context, req *toolRequest) (tool
 	if err := l.createContainer(ctx, t, req, image, in); err != nil {
 		return t, err
 	}
-	if err := t.newTask(ctx, l.fifoDir, req); err != nil {
-		return t, err
-	}
-	return t, nil
+	err = t.newTask(ctx, l.fifoDir, req)
+	markSpan(ctx, "task_create")
+	return t, err
 }
 
 // toolSpecFor gathers what the tool container's spec is built from.
@@ -108,7 +108,9 @@ func (l *containerdLauncher) createContainer(ctx context.Context, t *containerdT
 	}
 	defer done(context.WithoutCancel(ctx))
 
-	if err := l.prepareSnapshot(ctx, t, image, in); err != nil {
+	err = l.prepareSnapshot(ctx, t, image, in)
+	markSpan(ctx, "snapshot_rootfs")
+	if err != nil {
 		return err
 	}
 
@@ -127,6 +129,7 @@ func (l *containerdLauncher) createContainer(ctx context.Context, t *containerdT
 	}
 
 	container, err := l.client.NewContainer(ctx, in.ID, opts...)
+	markSpan(ctx, "container_create")
 	if err != nil {
 		return fmt.Errorf("create tool container %s: %w", in.ID, err)
 	}

@@ -48,7 +48,9 @@ func (a *Agent) Attach(stream api.Agent_AttachServer) error {
 	s := a.newSession(stream, start)
 	defer s.cleanup()
 
-	err = s.run(namespaces.WithNamespace(stream.Context(), Namespace))
+	ctx, timing := withSpans(namespaces.WithNamespace(stream.Context(), Namespace))
+	err = s.run(ctx)
+	timing.report(s.log, "attach timing")
 	return s.finish(err)
 }
 
@@ -95,7 +97,9 @@ func (s *session) toolID() string {
 }
 
 func (s *session) run(ctx context.Context) error {
-	if err := s.resolve(ctx); err != nil {
+	err := s.resolve(ctx)
+	markSpan(ctx, "resolve")
+	if err != nil {
 		return err
 	}
 
@@ -108,8 +112,10 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.sendStarted(); err != nil {
 		return err
 	}
+	markSpan(ctx, "check_and_started")
 
 	exits, err := s.tool.start(ctx)
+	markSpan(ctx, "task_start")
 	if err != nil {
 		return err
 	}
@@ -213,10 +219,12 @@ func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
 		return ctx.Err()
 	}
 
+	markSpan(ctx, "run")
 	if result.err != nil {
 		return fmt.Errorf("wait for tool %s: %w", s.toolID(), result.err)
 	}
 	s.drainOutput()
+	markSpan(ctx, "drain")
 
 	s.log.Info("session ended", "exit_code", result.code)
 	return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: &api.Exit{Code: result.code}}})
@@ -264,9 +272,11 @@ func (s *session) cleanup() {
 	ctx, cancel := cleanupContext()
 	defer cancel()
 
+	started := time.Now()
 	if err := s.tool.remove(ctx); err != nil {
 		s.log.Error("remove tool", "tool", s.toolID(), "error", err)
 	}
+	s.log.Debug("tool removed", "remove_ms", millis(time.Since(started)))
 }
 
 func cleanupContext() (context.Context, context.CancelFunc) {
