@@ -83,6 +83,12 @@ func podLogDir(logRoot string, spec PodSpec) string {
 
 // sandboxConfig builds the RunPodSandbox config kubelet would send.
 func sandboxConfig(spec PodSpec, logRoot, cgroupParent string, attempt uint32) *runtimeapi.PodSandboxConfig {
+	// Like kubelet, a host-network pod gets no hostname: it shares the
+	// node's UTS namespace, and runc refuses to set a hostname there.
+	hostname := spec.Name
+	if spec.HostNetwork {
+		hostname = ""
+	}
 	return &runtimeapi.PodSandboxConfig{
 		Metadata: &runtimeapi.PodSandboxMetadata{
 			Name:      spec.Name,
@@ -90,7 +96,7 @@ func sandboxConfig(spec PodSpec, logRoot, cgroupParent string, attempt uint32) *
 			Uid:       spec.UID,
 			Attempt:   attempt,
 		},
-		Hostname:     spec.Name,
+		Hostname:     hostname,
 		LogDirectory: podLogDir(logRoot, spec),
 		Labels: map[string]string{
 			LabelPodName:      spec.Name,
