@@ -33,6 +33,9 @@ test-e2e: ## e2e tests against each containerd in CONTAINERDS (root)
 		NODEDEBUG_CONTAINERD=$$c $(GO) test -count=1 -p 1 -timeout 20m ./test/harness/... ./test/e2e/...; \
 	done
 
+bench: deps ## benchmark vs crictl exec and ctr run, table + bench-results.json (root; BENCH_FLAGS="-runs 5" for a quick run)
+	$(GO) run ./test/bench -containerd $(CONTAINERD_V2) $(BENCH_FLAGS)
+
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...

@@ -170,7 +170,7 @@ func (e *env) startAgent(ctx context.Context) (*agentProcess, error) {
 		"--runtime-endpoint", "unix://"+e.containerd.Socket,
 		"--listen", a.socket,
 		"--toolbox-tar", e.images.Toolbox.Path,
-		"--fifo-dir", filepath.Join(e.dir, "fifo"),
+		"--state-dir", filepath.Join(e.dir, "state"),
 		"--log-level", "debug")
 	a.cmd.Stdout, a.cmd.Stderr = logFile, logFile
 	if err := a.cmd.Start(); err != nil {
@@ -199,7 +199,8 @@ func (a *agentProcess) waitListening(ctx context.Context) error {
 		}
 		select {
 		case <-a.exited:
-			return fmt.Errorf("agent exited before listening; log: %s", a.logPath)
+			log, _ := os.ReadFile(a.logPath)
+			return fmt.Errorf("agent exited before listening; its log:\n%s", log)
 		case <-ctx.Done():
 			return fmt.Errorf("wait for agent socket %s: %w", a.socket, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
