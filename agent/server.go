@@ -32,7 +32,7 @@ func (a *Agent) Serve(ctx context.Context, path string) error {
 	defer unlock()
 	defer os.Remove(path)
 
-	server := grpc.NewServer()
+	server := grpc.NewServer(streamWindows()...)
 	api.RegisterAgentServer(server, &service{agent: a})
 
 	served := make(chan error, 1)
@@ -49,6 +49,18 @@ func (a *Agent) Serve(ctx context.Context, path string) error {
 	a.Wait()
 	return err
 }
+
+// streamWindows lets a stream carry several large output messages before
+// waiting for the client's acknowledgement.
+func streamWindows() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(windowSize),
+	}
+}
+
+// windowSize is gRPC's flow-control window, per stream and per connection.
+const windowSize = 8 << 20
 
 func stopGracefully(server *grpc.Server, grace time.Duration) {
 	stopped := make(chan struct{})

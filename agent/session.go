@@ -33,6 +33,8 @@ type session struct {
 	target *cri.Target
 	tool   tool
 	stdin  *stdinPipe
+	stdout *outputWriter
+	stderr *outputWriter
 }
 
 // Attach serves one debug session.
@@ -80,6 +82,8 @@ func (a *Agent) newSession(stream api.Agent_AttachServer, start *api.Start) *ses
 		out:    &sender{stream: stream},
 		log:    a.log.With("session", id),
 	}
+	s.stdout = newOutputWriter(s.out, false)
+	s.stderr = newOutputWriter(s.out, true)
 	if start.Stdin {
 		s.stdin = newStdinPipe()
 	}
@@ -150,8 +154,8 @@ func (s *session) launch(ctx context.Context) error {
 		start:  s.start,
 		target: s.target,
 		log:    s.log,
-		stdout: &outputWriter{out: s.out},
-		stderr: &outputWriter{out: s.out, stderr: true},
+		stdout: s.stdout,
+		stderr: s.stderr,
 	}
 	if s.stdin != nil {
 		req.stdin = s.stdin
@@ -224,6 +228,8 @@ func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
 		return fmt.Errorf("wait for tool %s: %w", s.toolID(), result.err)
 	}
 	s.drainOutput()
+	s.stdout.flush()
+	s.stderr.flush()
 	markSpan(ctx, "drain")
 
 	s.log.Info("session ended", "exit_code", result.code)
@@ -265,6 +271,8 @@ func (s *session) cleanup() {
 	if s.stdin != nil {
 		s.stdin.abort()
 	}
+	s.stdout.close()
+	s.stderr.close()
 	if s.tool == nil {
 		return
 	}

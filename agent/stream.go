@@ -22,26 +22,121 @@ func (s *sender) send(resp *api.AttachResponse) error {
 	return s.stream.Send(resp)
 }
 
-// outputWriter forwards one of the tool process's output streams.
+// maxMessage is where an output message stops growing. Large messages
+// keep gRPC's per-message cost off a fast stream; the wait for a free
+// sender keeps a slow one prompt.
+const maxMessage = 1 << 20
+
+// outputWriter forwards one of the tool process's output streams. Writes
+// gather in a buffer that a sender goroutine empties into one message
+// whenever the stream is free: an interactive shell gets each write at
+// once, and a flood of output goes in messages of up to maxMessage.
 type outputWriter struct {
-	out    *sender
-	stderr bool
+	send func([]byte) error
+
+	mu      sync.Mutex
+	changed *sync.Cond
+	pending []byte
+	closed  bool
+	err     error
+	done    chan struct{}
 }
 
-func (w *outputWriter) Write(p []byte) (int, error) {
-	// The caller reuses p after Write returns; the message must own its
-	// bytes.
-	data := make([]byte, len(p))
-	copy(data, p)
+func newOutputWriter(out *sender, stderr bool) *outputWriter {
+	w := &outputWriter{done: make(chan struct{})}
+	w.changed = sync.NewCond(&w.mu)
+	w.send = func(data []byte) error {
+		if stderr {
+			return out.send(&api.AttachResponse{Msg: &api.AttachResponse_Stderr{Stderr: data}})
+		}
+		return out.send(&api.AttachResponse{Msg: &api.AttachResponse_Stdout{Stdout: data}})
+	}
 
-	resp := &api.AttachResponse{Msg: &api.AttachResponse_Stdout{Stdout: data}}
-	if w.stderr {
-		resp = &api.AttachResponse{Msg: &api.AttachResponse_Stderr{Stderr: data}}
+	go w.forward()
+	return w
+}
+
+// Write blocks while a full message waits, which passes the client's pace
+// back to the tool process.
+func (w *outputWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	for len(w.pending) >= maxMessage && w.err == nil && !w.closed {
+		w.changed.Wait()
 	}
-	if err := w.out.send(resp); err != nil {
-		return 0, err
+	if w.err != nil {
+		return 0, w.err
 	}
+	if w.closed {
+		return 0, io.ErrClosedPipe
+	}
+
+	w.pending = append(w.pending, p...)
+	w.changed.Broadcast()
 	return len(p), nil
+}
+
+func (w *outputWriter) forward() {
+	defer close(w.done)
+
+	var spare []byte
+	for {
+		data, ok := w.take(spare)
+		if !ok {
+			return
+		}
+
+		// gRPC encodes the message before Send returns, so the buffer
+		// can take the next batch.
+		err := w.send(data)
+		spare = data[:0]
+		if err != nil {
+			w.fail(err)
+			return
+		}
+	}
+}
+
+// take waits for output and swaps it for the empty spare buffer; it
+// reports false once the writer is closed and empty.
+func (w *outputWriter) take(spare []byte) ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+
+	for len(w.pending) == 0 && !w.closed {
+		w.changed.Wait()
+	}
+	if len(w.pending) == 0 {
+		return nil, false
+	}
+
+	data := w.pending
+	w.pending = spare
+	w.changed.Broadcast()
+	return data, true
+}
+
+func (w *outputWriter) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.err = err
+	w.changed.Broadcast()
+}
+
+// flush sends what is left, then stops the sender.
+func (w *outputWriter) flush() {
+	w.close()
+	<-w.done
+}
+
+// close refuses further writes; the sender stops once it has sent what is
+// left, or once the stream fails.
+func (w *outputWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	w.changed.Broadcast()
 }
 
 // stdinPipe carries the client's stdin to the tool process. onEOF runs once

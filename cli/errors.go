@@ -77,7 +77,10 @@ func dialAgent(endpoint string) (api.AgentClient, func(), error) {
 
 	conn, err := grpc.NewClient("unix://"+path,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
+		// Room for several large output messages in flight.
+		grpc.WithInitialWindowSize(8<<20),
+		grpc.WithInitialConnWindowSize(8<<20))
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to agent at %s: %w", path, err)
 	}
