@@ -47,6 +47,8 @@ func newRootCommand(streams Streams) *cobra.Command {
 		newAgentCommand(streams),
 		newPingCommand(streams),
 		newInitCommand(streams),
+		newNsenterInitCommand(streams),
+		newPauseCommand(),
 	)
 	return root
 }
