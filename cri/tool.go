@@ -49,3 +49,18 @@ func (c *Client) SandboxConfig(ctx context.Context, id string) (*runtimeapi.PodS
 		Annotations: st.GetAnnotations(),
 	}, nil
 }
+
+// LabelToolSession marks the agent's own tool containers; those created
+// through CRI sit in the target's pod and are never targets themselves.
+const LabelToolSession = "nodedebug.io/session"
+
+// withoutToolContainers drops the agent's tool containers from a pod's.
+func withoutToolContainers(containers []*runtimeapi.Container) []*runtimeapi.Container {
+	var kept []*runtimeapi.Container
+	for _, c := range containers {
+		if _, tool := c.GetLabels()[LabelToolSession]; !tool {
+			kept = append(kept, c)
+		}
+	}
+	return kept
+}
