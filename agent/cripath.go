@@ -12,6 +12,7 @@ import (
 	utilexec "k8s.io/client-go/util/exec"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/nodedebug/nodedebug/agent/toolinit"
 	"github.com/nodedebug/nodedebug/cri"
 )
 
@@ -158,7 +159,7 @@ func (t *criTool) pid() int { return t.main }
 func (t *criTool) start(ctx context.Context) (<-chan exitStatus, error) {
 	resp, err := t.cri.Runtime().Exec(ctx, &runtimeapi.ExecRequest{
 		ContainerId: t.id,
-		Cmd:         withInit(InitPath, t.in.Args),
+		Cmd:         execCommand(t.in),
 		Tty:         t.in.TTY,
 		Stdin:       t.req.stdin != nil,
 		Stdout:      true,
@@ -179,6 +180,16 @@ func (t *criTool) start(ctx context.Context) (<-chan exitStatus, error) {
 		t.closeOnce.Do(func() { close(t.done) })
 	}()
 	return exits, nil
+}
+
+// execCommand runs the session's command under the tool init, which sets
+// the initial terminal size: CRI Exec has no field for it.
+func execCommand(in ToolSpec) []string {
+	args := []string{InitPath, "init"}
+	if in.TTY && in.Width > 0 && in.Height > 0 {
+		args = append(args, fmt.Sprintf("%s%dx%d", toolinit.WinsizeFlag, in.Width, in.Height))
+	}
+	return append(append(args, "--"), in.Args...)
 }
 
 func newStreamExecutor(raw string) (remotecommand.Executor, error) {

@@ -176,7 +176,7 @@ func TestAttachOnEveryPath(t *testing.T) {
 
 			requireOnlyTarget(t, targetPid, 10*time.Second)
 			s.requireNoToolContainers(t, 10*time.Second)
-			s.requireNoCRIToolContainers(t)
+			s.requireNoCRIToolContainers(t, 10*time.Second)
 		})
 	}
 }
@@ -189,9 +189,24 @@ func timeAttach(t *testing.T, s *suite, a *pathAgent, pod *harness.Pod) {
 	t.Logf("attach -- true through the %s path took %s", a.name, time.Since(start).Round(time.Millisecond))
 }
 
-// requireNoCRIToolContainers fails if a CRI-path tool container, found by
-// the agent's session label, is still in the runtime.
-func (s *suite) requireNoCRIToolContainers(t *testing.T) {
+// requireNoCRIToolContainers fails unless every CRI-path tool container,
+// found by the agent's session label, is gone within the timeout.
+func (s *suite) requireNoCRIToolContainers(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		left := s.criToolContainers(t)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CRI tool containers left after %s: %v", timeout, left)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *suite) criToolContainers(t *testing.T) []string {
 	t.Helper()
 	resp, err := s.containerd.RuntimeClient().ListContainers(context.Background(),
 		&runtimeapi.ListContainersRequest{})
@@ -205,7 +220,5 @@ func (s *suite) requireNoCRIToolContainers(t *testing.T) {
 			left = append(left, fmt.Sprintf("%s (%s)", c.GetMetadata().GetName(), c.GetState()))
 		}
 	}
-	if len(left) > 0 {
-		t.Fatalf("CRI tool containers left behind: %v", left)
-	}
+	return left
 }
