@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +35,11 @@ type pathAgent struct {
 func (s *suite) startPathAgent(t *testing.T, name string, extra ...string) *pathAgent {
 	t.Helper()
 	socket := filepath.Join(s.dir, name+".sock")
-	args := withFlag(s.agentArgs(), "--listen", socket)
+	args := s.agentArgs()
+	if slices.Contains(extra, "--detect-root") {
+		args = withoutFlag(args, "--runtime-endpoint")
+	}
+	args = withFlag(args, "--listen", socket)
 	args = withFlag(args, "--state-dir", filepath.Join(s.dir, "state-"+name))
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -67,6 +73,14 @@ func withFlag(args []string, flag, value string) []string {
 	args = slices.Clone(args)
 	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
 		args[i+1] = value
+	}
+	return args
+}
+
+// withoutFlag drops flag and its value from args.
+func withoutFlag(args []string, flag string) []string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return slices.Delete(slices.Clone(args), i, i+2)
 	}
 	return args
 }
@@ -221,4 +235,37 @@ func (s *suite) criToolContainers(t *testing.T) []string {
 		}
 	}
 	return left
+}
+
+// TestAgentDetectsRuntimeSocket lays out the usual socket paths under a
+// temporary root: a plain file where containerd's socket would be, and
+// the test containerd at k3s's path. The agent, given no endpoint, must
+// pick k3s's and serve through it.
+func TestAgentDetectsRuntimeSocket(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	root := t.TempDir()
+	decoy := filepath.Join(root, "run/containerd/containerd.sock")
+	k3s := filepath.Join(root, "run/k3s/containerd/containerd.sock")
+	for _, dir := range []string{filepath.Dir(decoy), filepath.Dir(k3s)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(decoy, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(s.containerd.Socket, k3s); err != nil {
+		t.Fatal(err)
+	}
+
+	a := s.startPathAgent(t, "detect", "--detect-root", root)
+	r := s.attachVia(t, a, nil, pod.Spec.Name, "--", "cat", "/target/etc/app.conf")
+	requireCode(t, r, 0)
+
+	log := a.process.log.String()
+	if !strings.Contains(log, `"endpoint":"`+k3s+`"`) || !strings.Contains(log, `"path":"containerd"`) {
+		t.Fatalf("the agent did not report k3s's socket and the containerd path:\n%s", log)
+	}
 }
