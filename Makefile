@@ -13,8 +13,12 @@ export PATH := $(PREFIX)/bin:$(PATH)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/nodedebug (static: it also runs inside tool containers as their init)
-	CGO_ENABLED=0 $(GO) build -o $(BIN) .
+# Static with cgo: the binary runs inside tool images as their init, and its
+# nsenter constructor (C) must run before the Go runtime starts.
+STATIC_FLAGS := -tags netgo,osusergo -ldflags '-extldflags "-static"'
+
+build: ## build bin/nodedebug (static, with the cgo nsenter constructor)
+	CGO_ENABLED=1 $(GO) build $(STATIC_FLAGS) -o $(BIN) .
 
 deps: ## install containerd 1.6 and 2.4, runc, crictl, CNI plugins, busybox (root)
 	bash test/install-deps.sh
@@ -25,7 +29,7 @@ demo: deps build ## run a distroless pod on a private containerd and attach to i
 test: deps test-unit test-e2e ## install what is missing, then run every test (root)
 
 test-unit: ## unit tests: no root, no runtime
-	$(GO) test -count=1 ./agent/... ./cli/... ./cri/... ./test/images/...
+	$(GO) test -count=1 ./agent/... ./cli/... ./cri/... ./nsenter/... ./test/images/...
 
 test-e2e: ## e2e tests against each containerd in CONTAINERDS (root)
 	@set -e; for c in $(CONTAINERDS); do \

@@ -31,8 +31,13 @@ const cleanupTimeout = 15 * time.Second
 
 // Config is how the agent was started.
 type Config struct {
-	// RuntimeEndpoint is the CRI socket, "unix:///run/containerd/containerd.sock".
+	// RuntimeEndpoint is the CRI socket, "unix:///run/containerd/containerd.sock";
+	// empty finds it among the usual paths under DetectRoot ("/").
 	RuntimeEndpoint string
+	DetectRoot      string
+
+	// Path is how tool processes start: auto, containerd, cri or nsenter.
+	Path string
 
 	// ToolboxTar is an image tar to import at start; empty imports nothing.
 	ToolboxTar string
@@ -89,30 +94,26 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 
-	criClient, err := cri.Dial(ctx, cfg.RuntimeEndpoint)
+	criClient, err := dialRuntime(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 
 	a := &Agent{cfg: cfg, log: cfg.Log, cri: criClient}
-	if err := a.connectContainerd(ctx); err != nil {
+	path, err := ChoosePath(criClient.RuntimeName(), cfg.Path)
+	if err != nil {
 		criClient.Close()
 		return nil, err
 	}
 
-	if err := a.prepare(ctx); err != nil {
+	a.launcher, err = a.newLauncher(ctx, path, init)
+	if err != nil {
 		a.Close()
-		return nil, err
+		return nil, fmt.Errorf("set up the %s path: %w", path, err)
 	}
-
-	a.launcher = &containerdLauncher{
-		client:     a.containerd,
-		images:     a.images,
-		toolbox:    a.cfg.ToolboxImage,
-		fifoDir:    filepath.Join(a.cfg.StateDir, "fifo"),
-		ociRuntime: a.cfg.OCIRuntime,
-		init:       init,
-	}
+	a.log.InfoContext(ctx, "runtime ready", "endpoint", criClient.Endpoint,
+		"runtime", criClient.RuntimeName(), "version", criClient.Version.GetRuntimeVersion(),
+		"path", a.launcher.name())
 	return a, nil
 }
 
@@ -251,7 +252,7 @@ func checkStatic() error {
 
 	for _, prog := range exe.Progs {
 		if prog.Type == elf.PT_INTERP {
-			return errors.New("the agent binary is dynamically linked, but it must run inside tool images as their init: build it with CGO_ENABLED=0")
+			return errors.New("the agent binary is dynamically linked, but it must run inside tool images as their init: build it static (make build)")
 		}
 	}
 	return nil

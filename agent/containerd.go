@@ -99,6 +99,7 @@ func (l *containerdLauncher) createContainer(ctx context.Context, t *containerdT
 	if err != nil {
 		return err
 	}
+	adaptSpecForRuntime(spec, l.ociRuntime)
 
 	// A lease keeps the new snapshot from garbage collection until the
 	// container that owns it exists.

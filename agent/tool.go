@@ -16,11 +16,13 @@ import (
 	"github.com/containerd/errdefs"
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodedebug/nodedebug/cri"
 )
 
 // Labels on tool containers, so leftovers can be found after a crash.
 const (
-	labelSession = "nodedebug.io/session"
+	labelSession = cri.LabelToolSession
 	labelTarget  = "nodedebug.io/target"
 )
 

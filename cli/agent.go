@@ -14,6 +14,8 @@ import (
 // AgentOptions is how `nodedebug agent` was started.
 type AgentOptions struct {
 	RuntimeEndpoint string
+	DetectRoot      string
+	Path            string
 	Listen          string
 	ToolboxTar      string
 	ToolboxImage    string
@@ -39,6 +41,8 @@ func (o *AgentOptions) Run(ctx context.Context) error {
 
 	a, err := agent.New(ctx, agent.Config{
 		RuntimeEndpoint: o.RuntimeEndpoint,
+		DetectRoot:      o.DetectRoot,
+		Path:            o.Path,
 		ToolboxTar:      o.ToolboxTar,
 		ToolboxImage:    o.ToolboxImage,
 		StateDir:        o.StateDir,
@@ -65,7 +69,12 @@ func newAgentCommand(streams Streams) *cobra.Command {
 	}
 
 	flags := cmd.Flags()
-	flags.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", "unix:///run/containerd/containerd.sock", "CRI socket of the node's runtime")
+	flags.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", "",
+		"CRI socket of the node's runtime (default: the first usual socket that answers)")
+	flags.StringVar(&o.Path, "path", agent.PathAuto,
+		"how tool processes start: auto, containerd, cri, nsenter (auto: containerd on containerd, else cri)")
+	flags.StringVar(&o.DetectRoot, "detect-root", "/", "folder the usual CRI socket paths are looked up under")
+	_ = flags.MarkHidden("detect-root")
 	flags.StringVar(&o.Listen, "listen", DefaultAgentEndpoint, "unix socket to serve clients on")
 	flags.StringVar(&o.ToolboxTar, "toolbox-tar", "", "image tar to import as the toolbox at start")
 	flags.StringVar(&o.ToolboxImage, "toolbox-image", agent.DefaultToolboxImage, "default tool image")

@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +48,8 @@ func newRootCommand(streams Streams) *cobra.Command {
 		newAgentCommand(streams),
 		newPingCommand(streams),
 		newInitCommand(streams),
+		newNsenterInitCommand(streams),
+		newPauseCommand(),
 	)
 	return root
 }
@@ -100,6 +103,12 @@ func newInitCommand(streams Streams) *cobra.Command {
 		// The command's own flags must reach it untouched.
 		DisableFlagParsing: true,
 		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 && strings.HasPrefix(args[0], toolinit.WinsizeFlag) {
+				if err := toolinit.ApplyWinsize(strings.TrimPrefix(args[0], toolinit.WinsizeFlag)); err != nil {
+					fmt.Fprintf(streams.ErrOut, "nodedebug init: %v\n", err)
+				}
+				args = args[1:]
+			}
 			if len(args) > 0 && args[0] == "--" {
 				args = args[1:]
 			}

@@ -243,6 +243,7 @@ func ContainerName(c *runtimeapi.Container) string {
 // containers. Running lookups take the newest running attempt; exited ones
 // take the newest exited attempt, or the one ref.Attempt names.
 func PickContainer(containers []*runtimeapi.Container, ref Ref) (*runtimeapi.Container, error) {
+	containers = withoutToolContainers(containers)
 	name, err := containerNameFor(containers, ref)
 	if err != nil {
 		return nil, err

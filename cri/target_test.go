@@ -186,3 +186,21 @@ func TestSocketPath(t *testing.T) {
 		}
 	}
 }
+
+func TestPickContainerSkipsToolContainers(t *testing.T) {
+	containers := []*runtimeapi.Container{
+		{Id: "app-1", State: runtimeapi.ContainerState_CONTAINER_RUNNING,
+			Labels: map[string]string{LabelContainerName: "app"}},
+		{Id: "tool-1", State: runtimeapi.ContainerState_CONTAINER_RUNNING,
+			Metadata: &runtimeapi.ContainerMetadata{Name: "nodedebug-abc"},
+			Labels:   map[string]string{LabelToolSession: "nodedebug-abc"}},
+	}
+
+	got, err := PickContainer(containers, Ref{Namespace: "ns", Pod: "web"})
+	if err != nil {
+		t.Fatalf("PickContainer: %v", err)
+	}
+	if got.Id != "app-1" {
+		t.Fatalf("PickContainer = %s, want app-1", got.Id)
+	}
+}

@@ -88,9 +88,12 @@ func buildNodedebug(ctx context.Context, dir string) (string, error) {
 	}
 
 	binary := filepath.Join(dir, "nodedebug")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", binary, ".")
+	// Static with cgo, like make build: the nsenter path needs its C
+	// constructor.
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "netgo,osusergo",
+		"-ldflags", `-extldflags "-static"`, "-o", binary, ".")
 	cmd.Dir = filepath.Dir(strings.TrimSpace(string(out)))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build nodedebug: %w\n%s", err, out)
 	}

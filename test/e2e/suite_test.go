@@ -117,11 +117,12 @@ func buildNodedebug(ctx context.Context, dir string) (string, error) {
 	}
 
 	binary := filepath.Join(dir, "nodedebug")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", binary, ".")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "netgo,osusergo",
+		"-ldflags", `-extldflags "-static"`, "-o", binary, ".")
 	cmd.Dir = root
 	// Static, because the agent's binary runs inside tool images as
-	// their init.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// their init; with cgo, for the nsenter constructor.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build nodedebug: %w\n%s", err, out)
 	}
