@@ -54,6 +54,11 @@ func (l *containerdLauncher) launch(ctx context.Context, req *toolRequest) (tool
 		return nil, err
 	}
 	in.Init = l.init
+	if req.target.Exited {
+		if err := l.exitedSpec(ctx, req.target, &in); err != nil {
+			return nil, err
+		}
+	}
 
 	t := &containerdTool{client: l.client, id: req.id, done: make(chan struct{})}
 	if err := l.createContainer(ctx, t, req, image, in); err != nil {
@@ -146,7 +151,7 @@ func (l *containerdLauncher) prepareSnapshot(ctx context.Context, t *containerdT
 	}
 	t.snapshot = in.ID
 
-	targetPid, err := nsPid(in.TargetPid)
+	targetPid, err := targetNsPid(in.TargetPid, in.Exited)
 	if err != nil {
 		return err
 	}

@@ -169,6 +169,9 @@ func (s *session) launch(ctx context.Context) error {
 // checkPidNamespace makes sure the tool landed in the target's pid
 // namespace before any of the user's code runs.
 func (s *session) checkPidNamespace() error {
+	if s.target.Exited {
+		return nil
+	}
 	same, err := samePidNamespace(s.tool.pid(), s.target.Pid)
 	if err != nil {
 		return fmt.Errorf("check pid namespace of tool %s: %w", s.toolID(), err)
@@ -183,7 +186,7 @@ func (s *session) checkPidNamespace() error {
 // sendStarted tells the client the session is ready. It goes out before
 // the tool process starts, so it always comes before the first output.
 func (s *session) sendStarted() error {
-	targetPid, err := nsPid(s.target.Pid)
+	targetPid, err := targetNsPid(s.target.Pid, s.target.Exited)
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,11 @@ type ToolSpec struct {
 	// run as the tool's first process; empty runs the command directly.
 	Init string
 
+	// Exited targets have no process: the tool joins no namespace and gets
+	// TargetMounts, which show the target's files read-only, instead.
+	Exited       bool
+	TargetMounts []specs.Mount
+
 	Profile Profile
 }
 
@@ -79,7 +84,7 @@ func specOpts(in ToolSpec) ([]oci.SpecOpts, error) {
 		return nil, fmt.Errorf("tool container %s has no command", in.ID)
 	}
 
-	joins, err := namespaceJoins(in.TargetPid, in.Share)
+	joins, err := targetOpts(in)
 	if err != nil {
 		return nil, err
 	}

@@ -59,6 +59,10 @@ func linkTarget(root string, targetPid int) error {
 	if err := os.RemoveAll(link); err != nil {
 		return fmt.Errorf("clear %s in tool rootfs: %w", TargetDir, err)
 	}
+	if targetPid == 0 {
+		// An exited target's files are mounted here instead.
+		return os.Mkdir(link, 0o755)
+	}
 
 	dest := "/proc/" + strconv.Itoa(targetPid) + "/root"
 	if err := os.Symlink(dest, link); err != nil {

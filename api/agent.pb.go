@@ -1029,6 +1029,312 @@ func (x *RuntimeResponse) GetPath() string {
 	return ""
 }
 
+type ReadFileRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Path   string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// MaxSize is the largest file the client accepts, in bytes.
+	MaxSize       int64 `protobuf:"varint,3,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadFileRequest) Reset() {
+	*x = ReadFileRequest{}
+	mi := &file_agent_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadFileRequest) ProtoMessage() {}
+
+func (x *ReadFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadFileRequest.ProtoReflect.Descriptor instead.
+func (*ReadFileRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReadFileRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *ReadFileRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *ReadFileRequest) GetMaxSize() int64 {
+	if x != nil {
+		return x.MaxSize
+	}
+	return 0
+}
+
+type ReadFileResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Content []byte                 `protobuf:"bytes,1,opt,name=content,proto3" json:"content,omitempty"`
+	// Sha256 is the hex digest of content, the precondition of a write-back.
+	Sha256 string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Mode   uint32 `protobuf:"varint,3,opt,name=mode,proto3" json:"mode,omitempty"`
+	Uid    int32  `protobuf:"varint,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gid    int32  `protobuf:"varint,5,opt,name=gid,proto3" json:"gid,omitempty"`
+	// MountPoint is set when the file is mounted on its own, such as a
+	// single-file bind mount; it is then written in place.
+	MountPoint bool `protobuf:"varint,6,opt,name=mount_point,json=mountPoint,proto3" json:"mount_point,omitempty"`
+	// ResolvedPath is the path after following symlinks in the target.
+	ResolvedPath  string `protobuf:"bytes,7,opt,name=resolved_path,json=resolvedPath,proto3" json:"resolved_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadFileResponse) Reset() {
+	*x = ReadFileResponse{}
+	mi := &file_agent_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadFileResponse) ProtoMessage() {}
+
+func (x *ReadFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadFileResponse.ProtoReflect.Descriptor instead.
+func (*ReadFileResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReadFileResponse) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *ReadFileResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *ReadFileResponse) GetMode() uint32 {
+	if x != nil {
+		return x.Mode
+	}
+	return 0
+}
+
+func (x *ReadFileResponse) GetUid() int32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ReadFileResponse) GetGid() int32 {
+	if x != nil {
+		return x.Gid
+	}
+	return 0
+}
+
+func (x *ReadFileResponse) GetMountPoint() bool {
+	if x != nil {
+		return x.MountPoint
+	}
+	return false
+}
+
+func (x *ReadFileResponse) GetResolvedPath() string {
+	if x != nil {
+		return x.ResolvedPath
+	}
+	return ""
+}
+
+type WriteFileRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Target  *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Path    string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Content []byte                 `protobuf:"bytes,3,opt,name=content,proto3" json:"content,omitempty"`
+	// ExpectedSha256 must match the file's current content, or nothing is
+	// written.
+	ExpectedSha256 string `protobuf:"bytes,4,opt,name=expected_sha256,json=expectedSha256,proto3" json:"expected_sha256,omitempty"`
+	// Signal, such as "HUP", is sent to the target's main process after the
+	// write; empty sends none.
+	Signal        string `protobuf:"bytes,5,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileRequest) Reset() {
+	*x = WriteFileRequest{}
+	mi := &file_agent_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileRequest) ProtoMessage() {}
+
+func (x *WriteFileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileRequest.ProtoReflect.Descriptor instead.
+func (*WriteFileRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WriteFileRequest) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *WriteFileRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *WriteFileRequest) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *WriteFileRequest) GetExpectedSha256() string {
+	if x != nil {
+		return x.ExpectedSha256
+	}
+	return ""
+}
+
+func (x *WriteFileRequest) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
+type WriteFileResponse struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ResolvedPath string                 `protobuf:"bytes,1,opt,name=resolved_path,json=resolvedPath,proto3" json:"resolved_path,omitempty"`
+	InPlace      bool                   `protobuf:"varint,2,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	// SignalledPid is the host pid that got the signal, 0 when none was sent.
+	SignalledPid  int32  `protobuf:"varint,3,opt,name=signalled_pid,json=signalledPid,proto3" json:"signalled_pid,omitempty"`
+	Signal        string `protobuf:"bytes,4,opt,name=signal,proto3" json:"signal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteFileResponse) Reset() {
+	*x = WriteFileResponse{}
+	mi := &file_agent_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteFileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteFileResponse) ProtoMessage() {}
+
+func (x *WriteFileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteFileResponse.ProtoReflect.Descriptor instead.
+func (*WriteFileResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WriteFileResponse) GetResolvedPath() string {
+	if x != nil {
+		return x.ResolvedPath
+	}
+	return ""
+}
+
+func (x *WriteFileResponse) GetInPlace() bool {
+	if x != nil {
+		return x.InPlace
+	}
+	return false
+}
+
+func (x *WriteFileResponse) GetSignalledPid() int32 {
+	if x != nil {
+		return x.SignalledPid
+	}
+	return 0
+}
+
+func (x *WriteFileResponse) GetSignal() string {
+	if x != nil {
+		return x.Signal
+	}
+	return ""
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1097,10 +1403,36 @@ const file_agent_proto_rawDesc = "" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12!\n" +
 	"\fruntime_name\x18\x02 \x01(\tR\vruntimeName\x12'\n" +
 	"\x0fruntime_version\x18\x03 \x01(\tR\x0eruntimeVersion\x12\x12\n" +
-	"\x04path\x18\x04 \x01(\tR\x04path2\xdb\x01\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\"n\n" +
+	"\x0fReadFileRequest\x12,\n" +
+	"\x06target\x18\x01 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
+	"\bmax_size\x18\x03 \x01(\x03R\amaxSize\"\xc2\x01\n" +
+	"\x10ReadFileResponse\x12\x18\n" +
+	"\acontent\x18\x01 \x01(\fR\acontent\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04mode\x18\x03 \x01(\rR\x04mode\x12\x10\n" +
+	"\x03uid\x18\x04 \x01(\x05R\x03uid\x12\x10\n" +
+	"\x03gid\x18\x05 \x01(\x05R\x03gid\x12\x1f\n" +
+	"\vmount_point\x18\x06 \x01(\bR\n" +
+	"mountPoint\x12#\n" +
+	"\rresolved_path\x18\a \x01(\tR\fresolvedPath\"\xaf\x01\n" +
+	"\x10WriteFileRequest\x12,\n" +
+	"\x06target\x18\x01 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x18\n" +
+	"\acontent\x18\x03 \x01(\fR\acontent\x12'\n" +
+	"\x0fexpected_sha256\x18\x04 \x01(\tR\x0eexpectedSha256\x12\x16\n" +
+	"\x06signal\x18\x05 \x01(\tR\x06signal\"\x90\x01\n" +
+	"\x11WriteFileResponse\x12#\n" +
+	"\rresolved_path\x18\x01 \x01(\tR\fresolvedPath\x12\x19\n" +
+	"\bin_place\x18\x02 \x01(\bR\ainPlace\x12#\n" +
+	"\rsignalled_pid\x18\x03 \x01(\x05R\fsignalledPid\x12\x16\n" +
+	"\x06signal\x18\x04 \x01(\tR\x06signal2\xf4\x02\n" +
 	"\x05Agent\x12G\n" +
 	"\x06Attach\x12\x1b.nodedebug.v1.AttachRequest\x1a\x1c.nodedebug.v1.AttachResponse(\x010\x01\x12A\n" +
-	"\x04Copy\x12\x19.nodedebug.v1.CopyRequest\x1a\x1a.nodedebug.v1.CopyResponse(\x010\x01\x12F\n" +
+	"\x04Copy\x12\x19.nodedebug.v1.CopyRequest\x1a\x1a.nodedebug.v1.CopyResponse(\x010\x01\x12I\n" +
+	"\bReadFile\x12\x1d.nodedebug.v1.ReadFileRequest\x1a\x1e.nodedebug.v1.ReadFileResponse\x12L\n" +
+	"\tWriteFile\x12\x1e.nodedebug.v1.WriteFileRequest\x1a\x1f.nodedebug.v1.WriteFileResponse\x12F\n" +
 	"\aRuntime\x12\x1c.nodedebug.v1.RuntimeRequest\x1a\x1d.nodedebug.v1.RuntimeResponseB(Z&github.com/nodedebug/nodedebug/api;apib\x06proto3"
 
 var (
@@ -1115,21 +1447,25 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_agent_proto_goTypes = []any{
-	(*Target)(nil),          // 0: nodedebug.v1.Target
-	(*TerminalSize)(nil),    // 1: nodedebug.v1.TerminalSize
-	(*Start)(nil),           // 2: nodedebug.v1.Start
-	(*AttachRequest)(nil),   // 3: nodedebug.v1.AttachRequest
-	(*Started)(nil),         // 4: nodedebug.v1.Started
-	(*Exit)(nil),            // 5: nodedebug.v1.Exit
-	(*AttachResponse)(nil),  // 6: nodedebug.v1.AttachResponse
-	(*CopyHeader)(nil),      // 7: nodedebug.v1.CopyHeader
-	(*CopyRequest)(nil),     // 8: nodedebug.v1.CopyRequest
-	(*CopyResponse)(nil),    // 9: nodedebug.v1.CopyResponse
-	(*CopyDone)(nil),        // 10: nodedebug.v1.CopyDone
-	(*RuntimeRequest)(nil),  // 11: nodedebug.v1.RuntimeRequest
-	(*RuntimeResponse)(nil), // 12: nodedebug.v1.RuntimeResponse
+	(*Target)(nil),            // 0: nodedebug.v1.Target
+	(*TerminalSize)(nil),      // 1: nodedebug.v1.TerminalSize
+	(*Start)(nil),             // 2: nodedebug.v1.Start
+	(*AttachRequest)(nil),     // 3: nodedebug.v1.AttachRequest
+	(*Started)(nil),           // 4: nodedebug.v1.Started
+	(*Exit)(nil),              // 5: nodedebug.v1.Exit
+	(*AttachResponse)(nil),    // 6: nodedebug.v1.AttachResponse
+	(*CopyHeader)(nil),        // 7: nodedebug.v1.CopyHeader
+	(*CopyRequest)(nil),       // 8: nodedebug.v1.CopyRequest
+	(*CopyResponse)(nil),      // 9: nodedebug.v1.CopyResponse
+	(*CopyDone)(nil),          // 10: nodedebug.v1.CopyDone
+	(*RuntimeRequest)(nil),    // 11: nodedebug.v1.RuntimeRequest
+	(*RuntimeResponse)(nil),   // 12: nodedebug.v1.RuntimeResponse
+	(*ReadFileRequest)(nil),   // 13: nodedebug.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),  // 14: nodedebug.v1.ReadFileResponse
+	(*WriteFileRequest)(nil),  // 15: nodedebug.v1.WriteFileRequest
+	(*WriteFileResponse)(nil), // 16: nodedebug.v1.WriteFileResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: nodedebug.v1.Start.target:type_name -> nodedebug.v1.Target
@@ -1141,17 +1477,23 @@ var file_agent_proto_depIdxs = []int32{
 	0,  // 6: nodedebug.v1.CopyHeader.target:type_name -> nodedebug.v1.Target
 	7,  // 7: nodedebug.v1.CopyRequest.header:type_name -> nodedebug.v1.CopyHeader
 	10, // 8: nodedebug.v1.CopyResponse.done:type_name -> nodedebug.v1.CopyDone
-	3,  // 9: nodedebug.v1.Agent.Attach:input_type -> nodedebug.v1.AttachRequest
-	8,  // 10: nodedebug.v1.Agent.Copy:input_type -> nodedebug.v1.CopyRequest
-	11, // 11: nodedebug.v1.Agent.Runtime:input_type -> nodedebug.v1.RuntimeRequest
-	6,  // 12: nodedebug.v1.Agent.Attach:output_type -> nodedebug.v1.AttachResponse
-	9,  // 13: nodedebug.v1.Agent.Copy:output_type -> nodedebug.v1.CopyResponse
-	12, // 14: nodedebug.v1.Agent.Runtime:output_type -> nodedebug.v1.RuntimeResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	0,  // 9: nodedebug.v1.ReadFileRequest.target:type_name -> nodedebug.v1.Target
+	0,  // 10: nodedebug.v1.WriteFileRequest.target:type_name -> nodedebug.v1.Target
+	3,  // 11: nodedebug.v1.Agent.Attach:input_type -> nodedebug.v1.AttachRequest
+	8,  // 12: nodedebug.v1.Agent.Copy:input_type -> nodedebug.v1.CopyRequest
+	13, // 13: nodedebug.v1.Agent.ReadFile:input_type -> nodedebug.v1.ReadFileRequest
+	15, // 14: nodedebug.v1.Agent.WriteFile:input_type -> nodedebug.v1.WriteFileRequest
+	11, // 15: nodedebug.v1.Agent.Runtime:input_type -> nodedebug.v1.RuntimeRequest
+	6,  // 16: nodedebug.v1.Agent.Attach:output_type -> nodedebug.v1.AttachResponse
+	9,  // 17: nodedebug.v1.Agent.Copy:output_type -> nodedebug.v1.CopyResponse
+	14, // 18: nodedebug.v1.Agent.ReadFile:output_type -> nodedebug.v1.ReadFileResponse
+	16, // 19: nodedebug.v1.Agent.WriteFile:output_type -> nodedebug.v1.WriteFileResponse
+	12, // 20: nodedebug.v1.Agent.Runtime:output_type -> nodedebug.v1.RuntimeResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1186,7 +1528,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

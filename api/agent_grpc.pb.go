@@ -27,9 +27,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Attach_FullMethodName  = "/nodedebug.v1.Agent/Attach"
-	Agent_Copy_FullMethodName    = "/nodedebug.v1.Agent/Copy"
-	Agent_Runtime_FullMethodName = "/nodedebug.v1.Agent/Runtime"
+	Agent_Attach_FullMethodName    = "/nodedebug.v1.Agent/Attach"
+	Agent_Copy_FullMethodName      = "/nodedebug.v1.Agent/Copy"
+	Agent_ReadFile_FullMethodName  = "/nodedebug.v1.Agent/ReadFile"
+	Agent_WriteFile_FullMethodName = "/nodedebug.v1.Agent/WriteFile"
+	Agent_Runtime_FullMethodName   = "/nodedebug.v1.Agent/Runtime"
 )
 
 // AgentClient is the client API for Agent service.
@@ -40,6 +42,11 @@ type AgentClient interface {
 	Attach(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AttachRequest, AttachResponse], error)
 	// Copy streams files between the client and a target's filesystem.
 	Copy(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CopyRequest, CopyResponse], error)
+	// ReadFile returns one file of a running target, for an edit.
+	ReadFile(ctx context.Context, in *ReadFileRequest, opts ...grpc.CallOption) (*ReadFileResponse, error)
+	// WriteFile writes an edited file back if it did not change meanwhile,
+	// then optionally signals the target's main process.
+	WriteFile(ctx context.Context, in *WriteFileRequest, opts ...grpc.CallOption) (*WriteFileResponse, error)
 	// Runtime reports which container runtime the agent talks to.
 	Runtime(ctx context.Context, in *RuntimeRequest, opts ...grpc.CallOption) (*RuntimeResponse, error)
 }
@@ -78,6 +85,26 @@ func (c *agentClient) Copy(ctx context.Context, opts ...grpc.CallOption) (grpc.B
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_CopyClient = grpc.BidiStreamingClient[CopyRequest, CopyResponse]
 
+func (c *agentClient) ReadFile(ctx context.Context, in *ReadFileRequest, opts ...grpc.CallOption) (*ReadFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadFileResponse)
+	err := c.cc.Invoke(ctx, Agent_ReadFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) WriteFile(ctx context.Context, in *WriteFileRequest, opts ...grpc.CallOption) (*WriteFileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteFileResponse)
+	err := c.cc.Invoke(ctx, Agent_WriteFile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentClient) Runtime(ctx context.Context, in *RuntimeRequest, opts ...grpc.CallOption) (*RuntimeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RuntimeResponse)
@@ -96,6 +123,11 @@ type AgentServer interface {
 	Attach(grpc.BidiStreamingServer[AttachRequest, AttachResponse]) error
 	// Copy streams files between the client and a target's filesystem.
 	Copy(grpc.BidiStreamingServer[CopyRequest, CopyResponse]) error
+	// ReadFile returns one file of a running target, for an edit.
+	ReadFile(context.Context, *ReadFileRequest) (*ReadFileResponse, error)
+	// WriteFile writes an edited file back if it did not change meanwhile,
+	// then optionally signals the target's main process.
+	WriteFile(context.Context, *WriteFileRequest) (*WriteFileResponse, error)
 	// Runtime reports which container runtime the agent talks to.
 	Runtime(context.Context, *RuntimeRequest) (*RuntimeResponse, error)
 	mustEmbedUnimplementedAgentServer()
@@ -113,6 +145,12 @@ func (UnimplementedAgentServer) Attach(grpc.BidiStreamingServer[AttachRequest, A
 }
 func (UnimplementedAgentServer) Copy(grpc.BidiStreamingServer[CopyRequest, CopyResponse]) error {
 	return status.Error(codes.Unimplemented, "method Copy not implemented")
+}
+func (UnimplementedAgentServer) ReadFile(context.Context, *ReadFileRequest) (*ReadFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadFile not implemented")
+}
+func (UnimplementedAgentServer) WriteFile(context.Context, *WriteFileRequest) (*WriteFileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteFile not implemented")
 }
 func (UnimplementedAgentServer) Runtime(context.Context, *RuntimeRequest) (*RuntimeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Runtime not implemented")
@@ -152,6 +190,42 @@ func _Agent_Copy_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Agent_CopyServer = grpc.BidiStreamingServer[CopyRequest, CopyResponse]
 
+func _Agent_ReadFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ReadFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ReadFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ReadFile(ctx, req.(*ReadFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_WriteFile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteFileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).WriteFile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_WriteFile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).WriteFile(ctx, req.(*WriteFileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Agent_Runtime_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RuntimeRequest)
 	if err := dec(in); err != nil {
@@ -177,6 +251,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "nodedebug.v1.Agent",
 	HandlerType: (*AgentServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ReadFile",
+			Handler:    _Agent_ReadFile_Handler,
+		},
+		{
+			MethodName: "WriteFile",
+			Handler:    _Agent_WriteFile_Handler,
+		},
 		{
 			MethodName: "Runtime",
 			Handler:    _Agent_Runtime_Handler,
