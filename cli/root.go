@@ -45,6 +45,8 @@ func newRootCommand(streams Streams) *cobra.Command {
 
 	root.AddCommand(
 		newAttachCommand(streams),
+		newCopyCommand(streams),
+		newEditCommand(streams),
 		newAgentCommand(streams),
 		newPingCommand(streams),
 		newInitCommand(streams),
