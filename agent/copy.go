@@ -199,7 +199,7 @@ func fileStatus(err error) error {
 	case errors.Is(err, fsroot.ErrEscapes), errors.Is(err, fsroot.ErrNotFile),
 		errors.Is(err, fsroot.ErrTooLarge):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, ErrExitedWrite), errors.Is(err, ErrNoSnapshot):
+	case errors.Is(err, ErrExitedWrite), errors.Is(err, ErrNoSnapshot), errors.Is(err, ErrExitedNeedsContainerd):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return toStatus(withHint(err))

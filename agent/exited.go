@@ -30,6 +30,22 @@ const criNamespace = "k8s.io"
 // root filesystem.
 var ErrNoSnapshot = errors.New("has no snapshot left")
 
+// ErrExitedNeedsContainerd means the agent runs a path that cannot show an
+// exited container's files.
+var ErrExitedNeedsContainerd = errors.New("reading an exited container needs the agent's containerd path (--path containerd)")
+
+// checkExited refuses an exited target on the CRI and nsenter paths before
+// anything is created: only the containerd client can reach its snapshot.
+func (a *Agent) checkExited(t *cri.Target) error {
+	if !t.Exited {
+		return nil
+	}
+	if _, ok := a.launcher.(*containerdLauncher); !ok {
+		return fmt.Errorf("container %s is exited: %w", t, ErrExitedNeedsContainerd)
+	}
+	return nil
+}
+
 // exitedMounts returns mounts that show an exited container's root
 // filesystem at dir, its writable layer included, and its volumes at their
 // paths under dir, all read-only. It does no I/O.
@@ -103,6 +119,9 @@ func readOnlyOverlay(options []string) []string {
 // snapshotMounts asks containerd how the exited container's snapshot is
 // mounted. It only reads: the snapshot stays containerd's.
 func snapshotMounts(ctx context.Context, client *containerd.Client, t *cri.Target) ([]mount.Mount, error) {
+	if client == nil {
+		return nil, fmt.Errorf("container %s is exited: %w", t, ErrExitedNeedsContainerd)
+	}
 	if t.SnapshotKey == "" {
 		return nil, fmt.Errorf("container %s %w: the runtime reports no snapshot key", t, ErrNoSnapshot)
 	}

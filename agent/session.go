@@ -106,6 +106,9 @@ func (s *session) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.agent.checkExited(s.target); err != nil {
+		return err
+	}
 
 	if err := s.launch(ctx); err != nil {
 		return err
