@@ -24,7 +24,8 @@ deps: ## install containerd 1.6 and 2.4, runc, crictl, CNI plugins, busybox (roo
 	bash test/install-deps.sh
 
 demo: deps build ## run a distroless pod on a private containerd and attach to it (root)
-	$(GO) run ./test/demo -nodedebug $(BIN) -containerd $(CONTAINERD_V2)
+	$(GO) build -o bin/demo ./test/demo
+	bin/demo -nodedebug $(BIN) -containerd $(CONTAINERD_V2) $(DEMO_FLAGS)
 
 test: deps test-unit test-e2e ## install what is missing, then run every test (root)
 

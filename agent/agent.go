@@ -31,6 +31,11 @@ const cleanupTimeout = 15 * time.Second
 
 // Config is how the agent was started.
 type Config struct {
+	// Socket is where the agent serves; it names the agent, so that an
+	// agent only ever removes the tool containers of its predecessors on
+	// the same socket, never those of another agent.
+	Socket string
+
 	// RuntimeEndpoint is the CRI socket, "unix:///run/containerd/containerd.sock";
 	// empty finds it among the usual paths under DetectRoot ("/").
 	RuntimeEndpoint string
@@ -74,6 +79,11 @@ type Agent struct {
 
 	// sessions counts live sessions so shutdown can wait for their cleanup.
 	sessions sync.WaitGroup
+
+	// stopping is closed when the agent shuts down; sessions then end
+	// with a message that says so.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
 
 // New connects to the runtime, removes what a previous agent left behind
@@ -99,7 +109,7 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 
-	a := &Agent{cfg: cfg, log: cfg.Log, cri: criClient}
+	a := &Agent{cfg: cfg, log: cfg.Log, cri: criClient, stopping: make(chan struct{})}
 	path, err := ChoosePath(criClient.RuntimeName(), cfg.Path)
 	if err != nil {
 		criClient.Close()
@@ -158,7 +168,8 @@ func (a *Agent) prepare(ctx context.Context) error {
 // removeLeftovers deletes tool containers that a previous agent did not get
 // to remove, such as after it was killed.
 func (a *Agent) removeLeftovers(ctx context.Context) error {
-	leftovers, err := a.containerd.Containers(ctx, "labels."+quote(labelSession))
+	filter := fmt.Sprintf("labels.%q==%q", labelAgent, a.cfg.Socket)
+	leftovers, err := a.containerd.Containers(ctx, filter)
 	if err != nil {
 		return fmt.Errorf("list leftover tool containers: %w", err)
 	}
@@ -168,12 +179,28 @@ func (a *Agent) removeLeftovers(ctx context.Context) error {
 		if err := removeContainer(ctx, c); err != nil {
 			return fmt.Errorf("remove leftover tool container %s: %w", c.ID(), err)
 		}
+		removeFIFOs(a.fifoDir(), c.ID())
 	}
 	return nil
 }
 
-func quote(s string) string {
-	return `"` + s + `"`
+// fifoDir holds one folder of stdio FIFOs per live session.
+func (a *Agent) fifoDir() string {
+	return filepath.Join(a.cfg.StateDir, "fifo")
+}
+
+// removeFIFOs deletes a session's FIFO folder; the I/O layer removes its
+// own files when a session ends normally, but not after the agent died.
+func removeFIFOs(fifoDir, toolID string) {
+	_ = os.RemoveAll(filepath.Join(fifoDir, toolID))
+}
+
+// ErrStopping ends sessions when the agent shuts down.
+var ErrStopping = errors.New("the nodedebug agent on this node is shutting down; the session was ended and its tool container removed")
+
+// stop ends every session.
+func (a *Agent) stop() {
+	a.stoppingOnce.Do(func() { close(a.stopping) })
 }
 
 // Wait blocks until every session has cleaned up.

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 
@@ -60,7 +61,7 @@ func (l *containerdLauncher) launch(ctx context.Context, req *toolRequest) (tool
 		}
 	}
 
-	t := &containerdTool{client: l.client, id: req.id, done: make(chan struct{})}
+	t := &containerdTool{client: l.client, id: req.id, fifoDir: l.fifoDir, done: make(chan struct{})}
 	if err := l.createContainer(ctx, t, req, image, in); err != nil {
 		return t, err
 	}
@@ -125,10 +126,7 @@ func (l *containerdLauncher) createContainer(ctx context.Context, t *containerdT
 		containerd.WithSnapshot(in.ID),
 		containerd.WithImageName(image.image.Name()),
 		containerd.WithSpec(spec),
-		containerd.WithContainerLabels(map[string]string{
-			labelSession: req.id,
-			labelTarget:  req.target.String(),
-		}),
+		containerd.WithContainerLabels(req.labels()),
 	}
 	if l.ociRuntime != "" {
 		opts = append(opts, containerd.WithRuntime(runcShim, &options.Options{BinaryName: l.ociRuntime}))
@@ -160,8 +158,9 @@ func (l *containerdLauncher) prepareSnapshot(ctx context.Context, t *containerdT
 
 // containerdTool is a tool container and its task.
 type containerdTool struct {
-	client *containerd.Client
-	id     string
+	client  *containerd.Client
+	id      string
+	fifoDir string
 
 	// snapshot is set once prepared, so remove can delete it even when
 	// the container was never created.
@@ -182,8 +181,10 @@ func (t *containerdTool) newTask(ctx context.Context, fifoDir string, req *toolR
 	return nil
 }
 
+// ioCreator keeps each session's FIFOs in a folder named after it, so that
+// a later agent can remove them if this one dies.
 func ioCreator(fifoDir string, req *toolRequest) cio.Creator {
-	opts := []cio.Opt{cio.WithFIFODir(fifoDir), cio.WithStreams(req.stdin, req.stdout, req.stderr)}
+	opts := []cio.Opt{cio.WithFIFODir(filepath.Join(fifoDir, req.id)), cio.WithStreams(req.stdin, req.stdout, req.stderr)}
 	if req.start.Tty {
 		opts = append(opts, cio.WithTerminal)
 	}
@@ -257,5 +258,6 @@ func (t *containerdTool) remove(ctx context.Context) error {
 		t.task.IO().Cancel()
 		t.task.IO().Close()
 	}
+	removeFIFOs(t.fifoDir, t.id)
 	return nil
 }

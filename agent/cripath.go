@@ -31,10 +31,12 @@ type criLauncher struct {
 	cri     *cri.Client
 	toolbox string
 	init    string
+	// agent is the socket of this agent; it removes only its own leftovers.
+	agent string
 }
 
 func newCRILauncher(ctx context.Context, client *cri.Client, cfg Config, init string) (*criLauncher, error) {
-	l := &criLauncher{cri: client, toolbox: cfg.ToolboxImage, init: init}
+	l := &criLauncher{cri: client, toolbox: cfg.ToolboxImage, init: init, agent: cfg.Socket}
 	if err := l.removeLeftovers(ctx); err != nil {
 		return nil, err
 	}
@@ -50,7 +52,7 @@ func (l *criLauncher) removeLeftovers(ctx context.Context) error {
 	}
 
 	for _, c := range resp.GetContainers() {
-		if _, ok := c.GetLabels()[labelSession]; !ok {
+		if c.GetLabels()[labelAgent] != l.agent {
 			continue
 		}
 		t := &criTool{cri: l.cri, id: c.GetId()}
@@ -77,7 +79,7 @@ func (l *criLauncher) launch(ctx context.Context, req *toolRequest) (tool, error
 	}
 	created, err := l.cri.Runtime().CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId:  req.target.SandboxID,
-		Config:        ToolContainerConfig(req.id, ref, l.init, req.target, in.TTY),
+		Config:        ToolContainerConfig(req.id, ref, l.init, req.target, in.TTY, req.labels()),
 		SandboxConfig: sandbox,
 	})
 	if err != nil {
@@ -91,7 +93,8 @@ func (l *criLauncher) launch(ctx context.Context, req *toolRequest) (tool, error
 // ToolContainerConfig is the CRI config of a tool container: the agent's
 // binary waiting as main process, in the target's pid namespace and the
 // pod's network and ipc. It does no I/O.
-func ToolContainerConfig(id, image, init string, target *cri.Target, tty bool) *runtimeapi.ContainerConfig {
+func ToolContainerConfig(id, image, init string, target *cri.Target, tty bool,
+	labels map[string]string) *runtimeapi.ContainerConfig {
 	// CRI Exec carries no environment: commands get the container's.
 	env := []*runtimeapi.KeyValue{{Key: envSession, Value: []byte(id)}, {Key: "TARGET", Value: []byte(TargetDir)}}
 	if tty {
@@ -102,7 +105,7 @@ func ToolContainerConfig(id, image, init string, target *cri.Target, tty bool) *
 		Image:    &runtimeapi.ImageSpec{Image: image},
 		Command:  []string{InitPath, "pause"},
 		Envs:     env,
-		Labels:   map[string]string{labelSession: id, labelTarget: target.String()},
+		Labels:   labels,
 		Mounts:   []*runtimeapi.Mount{{ContainerPath: InitPath, HostPath: init, Readonly: true}},
 		Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 			RunAsUser:    &runtimeapi.Int64Value{Value: 0},

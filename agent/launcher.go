@@ -23,7 +23,9 @@ type launcher interface {
 
 // toolRequest is what every launcher gets for one session.
 type toolRequest struct {
-	id     string
+	id string
+	// agent is the socket of the agent that owns the session.
+	agent  string
 	start  *api.Start
 	target *cri.Target
 	log    *slog.Logger
@@ -60,4 +62,14 @@ type tool interface {
 type exitStatus struct {
 	code int32
 	err  error
+}
+
+// labels mark a tool container as a session's, so that the agent that
+// owns it can find it again after a crash, and no other agent touches it.
+func (req *toolRequest) labels() map[string]string {
+	return map[string]string{
+		labelSession: req.id,
+		labelTarget:  req.target.String(),
+		labelAgent:   req.agent,
+	}
 }

@@ -18,18 +18,18 @@ import (
 // ErrSocketOwned means another agent already serves on the socket.
 var ErrSocketOwned = errors.New("socket is owned by another agent")
 
-// shutdownGrace is how long running sessions get to finish on shutdown
-// before their streams are cut and their tool containers removed.
+// shutdownGrace is how long sessions get, once told the agent stops, to
+// send their last message before their streams are cut.
 const shutdownGrace = 5 * time.Second
 
 // Serve answers clients on the unix socket at path until ctx ends, then
-// stops and waits for every session's cleanup.
+// stops and waits for every session's cleanup. The caller holds the
+// socket's lock (LockSocket).
 func (a *Agent) Serve(ctx context.Context, path string) error {
-	listener, unlock, err := listenOwned(path)
+	listener, err := listen(path)
 	if err != nil {
 		return err
 	}
-	defer unlock()
 	defer os.Remove(path)
 
 	server := grpc.NewServer(streamWindows()...)
@@ -43,6 +43,7 @@ func (a *Agent) Serve(ctx context.Context, path string) error {
 	case err = <-served:
 	case <-ctx.Done():
 		a.log.Info("shutting down")
+		a.stop()
 		stopGracefully(server, shutdownGrace)
 	}
 
@@ -76,26 +77,31 @@ func stopGracefully(server *grpc.Server, grace time.Duration) {
 	}
 }
 
-// listenOwned takes an exclusive lock beside the socket, so two agents
-// never fight over it, then replaces any stale socket and listens with
-// mode 0600. The lock goes away with the process, however it dies.
-func listenOwned(path string) (net.Listener, func(), error) {
+// LockSocket takes an exclusive lock beside the agent's socket, so that
+// two agents never fight over it, and returns what releases it. An agent
+// takes it before anything else: before that it must not touch the
+// sessions of the agent that may own the socket. The lock goes away with
+// the process, however it dies.
+func LockSocket(path string) (func(), error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("create folder of agent socket %s: %w", path, err)
+		return nil, fmt.Errorf("create folder of agent socket %s: %w", path, err)
 	}
 
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open lock of agent socket %s: %w", path, err)
+		return nil, fmt.Errorf("open lock of agent socket %s: %w", path, err)
 	}
 	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		lock.Close()
-		return nil, nil, fmt.Errorf("%w: %s (stop the other agent first)", ErrSocketOwned, path)
+		return nil, fmt.Errorf("%w: %s (stop the other agent first)", ErrSocketOwned, path)
 	}
+	return func() { lock.Close() }, nil
+}
 
+// listen replaces any stale socket and listens with mode 0600.
+func listen(path string) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		lock.Close()
-		return nil, nil, fmt.Errorf("remove stale agent socket %s: %w", path, err)
+		return nil, fmt.Errorf("remove stale agent socket %s: %w", path, err)
 	}
 
 	// The umask makes the socket 0600 from the moment it exists.
@@ -103,10 +109,9 @@ func listenOwned(path string) (net.Listener, func(), error) {
 	listener, err := net.Listen("unix", path)
 	unix.Umask(old)
 	if err != nil {
-		lock.Close()
-		return nil, nil, fmt.Errorf("listen on agent socket %s: %w", path, err)
+		return nil, fmt.Errorf("listen on agent socket %s: %w", path, err)
 	}
-	return listener, func() { lock.Close() }, nil
+	return listener, nil
 }
 
 // service adapts the agent to the generated gRPC interface.

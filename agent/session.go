@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodedebug/nodedebug/agent/toolinit"
 	"github.com/nodedebug/nodedebug/api"
 	"github.com/nodedebug/nodedebug/cri"
 )
@@ -154,6 +156,7 @@ func (s *session) resolve(ctx context.Context) error {
 func (s *session) launch(ctx context.Context) error {
 	req := &toolRequest{
 		id:     s.toolID(),
+		agent:  s.agent.cfg.Socket,
 		start:  s.start,
 		target: s.target,
 		log:    s.log,
@@ -227,6 +230,8 @@ func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
 	case result = <-exits:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.agent.stopping:
+		return ErrStopping
 	}
 
 	markSpan(ctx, "run")
@@ -238,8 +243,29 @@ func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
 	s.stderr.flush()
 	markSpan(ctx, "drain")
 
-	s.log.Info("session ended", "exit_code", result.code)
-	return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: &api.Exit{Code: result.code}}})
+	exit := &api.Exit{Code: result.code}
+	if s.targetGone() {
+		// Otherwise a 137 would look like the user's command was killed.
+		exit.Message = fmt.Sprintf("the target container %s stopped during the session, ending it", s.target)
+	}
+	s.log.Info("session ended", "exit_code", result.code, "target_gone", exit.Message != "")
+	return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: exit}})
+}
+
+// targetGone reports whether the target's main process has ended.
+func (s *session) targetGone() bool {
+	if s.target.Pid <= 0 {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.target.Pid))
+	if err != nil {
+		return true
+	}
+	fields, ok := toolinit.StatFields(string(stat))
+	if !ok || len(fields) == 0 {
+		return true
+	}
+	return fields[0] == "Z" || fields[0] == "X"
 }
 
 // drainOutput waits, within a bound, for the output still in the pipes.
@@ -265,6 +291,8 @@ func (s *session) finish(err error) error {
 			Exit: &api.Exit{Code: cmdErr.Code, Message: cmdErr.Message}}})
 	case errors.Is(err, context.Canceled):
 		s.log.Info("session ended: the client went away")
+	case errors.Is(err, ErrStopping):
+		s.log.Info("session ended: the agent is shutting down")
 	default:
 		s.log.Warn("session failed", "error", err)
 	}
@@ -304,6 +332,8 @@ func toStatus(err error) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, ErrStopping):
+		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, cri.ErrPodNotFound), errors.Is(err, cri.ErrContainerNotFound),
 		errors.Is(err, ErrImageMissing):
 		return status.Error(codes.NotFound, err.Error())

@@ -24,6 +24,7 @@ import (
 const (
 	labelSession = cri.LabelToolSession
 	labelTarget  = "nodedebug.io/target"
+	labelAgent   = "nodedebug.io/agent"
 )
 
 // Exit statuses a shell would use for a command that cannot run.
@@ -75,6 +76,9 @@ func linkTarget(root string, targetPid int) error {
 // so that a missing command is reported as 127 and an unrunnable one as 126
 // without guessing from the runtime's error text.
 func lookPath(root, command string, env []string) error {
+	if outsideImage(command) {
+		return nil
+	}
 	if strings.Contains(command, "/") {
 		return checkExecutable(root, command, command)
 	}
@@ -90,6 +94,19 @@ func lookPath(root, command string, env []string) error {
 		}
 	}
 	return &CommandError{Code: ExitNotFound, Message: fmt.Sprintf("%s: command not found in the tool image", command)}
+}
+
+// outsideImage reports whether a command path lies in what only exists
+// once the tool runs, such as the target's files under /target: the tool
+// init resolves those, with the same exit statuses.
+func outsideImage(command string) bool {
+	clean := path.Clean(command)
+	for _, dir := range []string{TargetDir, "/proc", "/dev", "/sys"} {
+		if clean == dir || strings.HasPrefix(clean, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func checkExecutable(root, file, command string) error {

@@ -111,3 +111,12 @@ func mustWrite(t *testing.T, path string, mode os.FileMode) {
 	t.Helper()
 	must(t, os.WriteFile(path, []byte("x"), mode))
 }
+
+func TestLookPathLeavesTargetPathsToTheInit(t *testing.T) {
+	root := fakeRootfs(t)
+	for _, command := range []string{"/target/app", "/target", "/proc/1/root/app", "/target/../target/x"} {
+		if err := lookPath(root, command, nil); err != nil {
+			t.Errorf("lookPath(%q) = %v; the image cannot tell, the init must", command, err)
+		}
+	}
+}

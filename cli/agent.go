@@ -39,7 +39,16 @@ func (o *AgentOptions) Run(ctx context.Context) error {
 		return usageError("--listen: %v", err)
 	}
 
+	// The lock comes first: an agent that cannot own the socket must not
+	// touch the tool containers of the agent that does.
+	release, err := agent.LockSocket(listen)
+	if err != nil {
+		return err
+	}
+	defer release()
+
 	a, err := agent.New(ctx, agent.Config{
+		Socket:          listen,
 		RuntimeEndpoint: o.RuntimeEndpoint,
 		DetectRoot:      o.DetectRoot,
 		Path:            o.Path,

@@ -52,6 +52,9 @@ func (o *AttachOptions) Complete(args []string, dashAt int) error {
 		return usageError("attach needs a pod: nodedebug attach POD[/CONTAINER] [-- COMMAND...]")
 	}
 
+	if dashAt == 0 {
+		return usageError("attach needs a pod before --: nodedebug attach POD[/CONTAINER] -- %s", strings.Join(args, " "))
+	}
 	target, command := args[0], args[1:]
 	if dashAt > 1 {
 		return usageError("attach takes one POD[/CONTAINER] before --; got %s", strings.Join(args[:dashAt], " "))
@@ -130,6 +133,10 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 	term := o.terminal()
 	out := &requestSender{stream: stream}
 	if err := out.send(&api.AttachRequest{Msg: &api.AttachRequest_Start{Start: o.start(term)}}); err != nil {
+		// A refused stream shows as EOF on send; its status comes on receive.
+		if errors.Is(err, io.EOF) {
+			_, err = stream.Recv()
+		}
 		return agentError(o.Agent, err)
 	}
 	return o.stream(ctx, stream, out, term)
@@ -188,11 +195,15 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 	}
 
 	if t != nil {
-		restore, err := t.makeRaw()
-		if err != nil {
-			return err
+		// Raw mode only when keystrokes go to the remote side: with -t
+		// alone, Ctrl-C must still reach this process to end the session.
+		if o.Stdin {
+			restore, err := t.makeRaw()
+			if err != nil {
+				return err
+			}
+			defer restore()
 		}
-		defer restore()
 		go t.forwardResizes(ctx, out)
 	}
 	if o.Stdin {
@@ -205,7 +216,7 @@ func (o *AttachOptions) receive(stream api.Agent_AttachClient) error {
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
-			return agentError(o.Agent, err)
+			return sessionError(o.Agent, err)
 		}
 
 		switch msg := resp.Msg.(type) {

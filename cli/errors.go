@@ -98,8 +98,20 @@ func agentError(endpoint string, err error) error {
 	switch st.Code() {
 	case codes.Unavailable:
 		return fmt.Errorf("cannot reach the nodedebug agent at %s: %s", endpoint, st.Message())
+	case codes.Unimplemented:
+		return fmt.Errorf("%s is not a nodedebug agent socket (%s); check --agent", endpoint, st.Message())
 	case codes.Canceled:
 		return context.Canceled
 	}
 	return errors.New(st.Message())
+}
+
+// sessionError is agentError once the session runs: a broken connection
+// then means the agent went away under it.
+func sessionError(endpoint string, err error) error {
+	if status.Code(err) == codes.Unavailable {
+		return fmt.Errorf("lost the connection to the nodedebug agent at %s during the session (%s); "+
+			"the agent removes the tool container when it runs again", endpoint, status.Convert(err).Message())
+	}
+	return agentError(endpoint, err)
 }

@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -21,11 +22,18 @@ func Run(ctx context.Context, args []string, streams Streams) int {
 	root.SetArgs(args)
 
 	err := root.ExecuteContext(ctx)
-	code := ExitCode(ctx, err)
-	if code == ExitFailure || code == ExitUsage {
+	if shouldReport(ctx, err) {
 		fmt.Fprintf(streams.ErrOut, "nodedebug: %v\n", err)
 	}
-	return code
+	return ExitCode(ctx, err)
+}
+
+// shouldReport tells nodedebug's own failures, which get one line on
+// stderr, from a remote command's exit status, which is passed on silently
+// whatever its value: stderr belongs to the remote command then.
+func shouldReport(ctx context.Context, err error) bool {
+	var exitErr *ExitError
+	return err != nil && !errors.As(err, &exitErr) && ctx.Err() == nil
 }
 
 func newRootCommand(streams Streams) *cobra.Command {

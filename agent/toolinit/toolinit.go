@@ -52,8 +52,9 @@ func Run(args []string, stderr io.Writer) int {
 
 	command, err := start(args)
 	if err != nil {
-		fmt.Fprintf(stderr, "nodedebug init: %v\n", err)
-		return startFailureCode(err)
+		code := startFailureCode(err)
+		fmt.Fprintf(stderr, "nodedebug: %s\n", startFailureMessage(args[0], code, err))
+		return code
 	}
 
 	go endOnSignal(signals)
@@ -81,6 +82,16 @@ func startFailureCode(err error) int {
 		return exitNotFound
 	}
 	return exitCannotRun
+}
+
+func startFailureMessage(command string, code int, err error) string {
+	if code == exitNotFound {
+		return fmt.Sprintf("%s: command not found", command)
+	}
+	if cause := errors.Unwrap(err); cause != nil {
+		err = cause
+	}
+	return fmt.Sprintf("cannot run %s: %v", command, err)
 }
 
 func endOnSignal(signals <-chan os.Signal) {
@@ -158,20 +169,26 @@ func parents() map[int]int {
 	return parentOf
 }
 
-// parseParent reads the ppid from /proc/<pid>/stat. The command name in
-// parentheses may itself hold spaces and parentheses, so fields are
-// counted from the last ')'.
+// parseParent reads the ppid from /proc/<pid>/stat.
 func parseParent(stat string) (int, bool) {
-	end := strings.LastIndexByte(stat, ')')
-	if end < 0 {
-		return 0, false
-	}
-	fields := strings.Fields(stat[end+1:])
-	if len(fields) < 2 {
+	fields, ok := StatFields(stat)
+	if !ok || len(fields) < 2 {
 		return 0, false
 	}
 	ppid, err := strconv.Atoi(fields[1])
 	return ppid, err == nil
+}
+
+// StatFields splits /proc/<pid>/stat after the command name, so the
+// process state is field 0 and the parent pid field 1. The name in
+// parentheses may itself hold spaces and parentheses, so fields are
+// counted from the last ')'.
+func StatFields(stat string) ([]string, bool) {
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return nil, false
+	}
+	return strings.Fields(stat[end+1:]), true
 }
 
 // descendants lists every pid whose chain of parents reaches root.

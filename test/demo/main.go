@@ -3,7 +3,9 @@
 // distroless pod as uid 65532 the way kubelet would, starts the agent, and
 // attaches to the pod. Everything it started is removed when it ends.
 //
-//	go run ./test/demo -nodedebug bin/nodedebug [-containerd PATH] [-keep]
+//	go build -o bin/demo ./test/demo && bin/demo -nodedebug bin/nodedebug [-containerd PATH] [-keep]
+//
+// (Built rather than `go run`, so that a signal reaches the demo itself.)
 //
 // With -keep it leaves the pod and agent running and prints the attach
 // command to try by hand, until Ctrl-C.
@@ -109,16 +111,17 @@ func demo(ctx context.Context, o options, binary, dir string) error {
 func attach(ctx context.Context, o options, binary, socket string) error {
 	base := []string{"attach", "--agent", "unix://" + socket, "-n", "demo", "web/app"}
 
-	show := append(base, "--", "sh", "-c",
-		"echo '$ ps'; ps -o pid,user,args; echo '$ cat /target/etc/app.conf'; cat /target/etc/app.conf; exit 5")
-	step("nodedebug " + strings.Join(base, " ") + " -- sh -c 'ps; cat /target/etc/app.conf; exit 5'")
+	script := "ps -o pid,user,args; cat /target/etc/app.conf; exit 5"
+	show := append(base, "--", "sh", "-c", script)
+	step("nodedebug " + strings.Join(base, " ") + " -- sh -c '" + script + "'")
 	code := runNodedebug(ctx, binary, show)
 	fmt.Printf("   exit status %d came back from the remote shell\n", code)
 
 	interactive := append(base, "-it")
 	if o.keep {
-		step("try it yourself; Ctrl-C here tears everything down:")
+		step("try it yourself; Ctrl-C here (or SIGTERM to this process) tears everything down:")
 		fmt.Printf("   %s %s\n", binary, strings.Join(interactive, " "))
+		fmt.Printf("   agent log: %s\n", filepath.Join(filepath.Dir(socket), "agent.log"))
 		<-ctx.Done()
 		return nil
 	}

@@ -1,0 +1,200 @@
+package e2e
+
+// Regression tests for what a first-time user broke; each test is named
+// for the scenario it guards.
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/nodedebug/nodedebug/test/harness"
+)
+
+// startSession starts an attach that prints "ready" and then runs until
+// it exits with status 7; it returns the command and a way to wait for it.
+func (s *suite) startSession(t *testing.T, endpoint, pod, script string) (*exec.Cmd, func() result) {
+	t.Helper()
+	var stderr strings.Builder
+	cmd := exec.Command(s.binary, "attach", "--agent", endpoint, "-n", podNamespace, pod, "--", "sh", "-c", script)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForLine(t, stdout, "ready")
+
+	return cmd, func() result {
+		_ = cmd.Wait()
+		return result{stderr: []byte(stderr.String()), code: cmd.ProcessState.ExitCode()}
+	}
+}
+
+func TestSecondAgentLeavesLiveSessionsAlone(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	_, wait := s.startSession(t, s.agentEndpoint(), pod.Spec.Name, "echo ready; sleep 4; exit 7")
+
+	// One agent on the same socket: refused before it touches anything.
+	r := s.run(t, nil, s.agentArgs()...)
+	requireCode(t, r, exitFailure)
+	if !strings.Contains(string(r.stderr), "owned by another agent") {
+		t.Fatalf("want the socket refusal, got %s", r)
+	}
+
+	// One agent on another socket of the same containerd: it runs, and
+	// must leave the first agent's session alone.
+	other := s.startPathAgent(t, "other")
+	other.process.stop()
+
+	if r := wait(); r.code != 7 {
+		t.Fatalf("the live session was disturbed by another agent's start: %s", r)
+	}
+}
+
+func TestRemoteExitStatusIsNotReportedAsNodedebugError(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	for _, code := range []string{"1", "2", "125"} {
+		r := s.attach(t, nil, pod.Spec.Name, "--", "sh", "-c", "exit "+code)
+		if r.code != mustAtoi(t, code) || len(r.stderr) != 0 {
+			t.Fatalf("remote exit %s: want the same status and an empty stderr, got %s", code, r)
+		}
+	}
+}
+
+func TestAttachTTYWithoutStdinStillEndsOnCtrlC(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	cmd := exec.Command(s.binary, "attach", "--agent", s.agentEndpoint(), "-n", podNamespace,
+		"-t", pod.Spec.Name, "--", "sh", "-c", "echo ready; sleep 60")
+	terminal, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer terminal.Close()
+
+	newScreen(terminal).waitFor(t, "ready")
+	if _, err := terminal.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("Ctrl-C on a -t session without -i did not end it")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Fatalf("exit code after Ctrl-C = %d, want 130", code)
+	}
+	s.requireNoToolContainers(t, 10*time.Second)
+}
+
+func TestAttachRunsTheTargetsOwnBinary(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	// The target's app crashes on purpose with -crash: status 3.
+	r := s.attach(t, nil, pod.Spec.Name, "--", "/target/app", "-crash", "-error-file", "/tmp/e")
+	requireCode(t, r, 3)
+
+	r = s.attach(t, nil, pod.Spec.Name, "--", "/target/no-such-binary")
+	requireCode(t, r, 127)
+	requireOneLineError(t, r, "/target/no-such-binary: command not found")
+}
+
+func TestAttachToASocketThatIsNotAnAgent(t *testing.T) {
+	s := env(t)
+
+	r := s.run(t, nil, "attach", "--agent", "unix://"+s.containerd.Socket, "web", "--", "true")
+	requireCode(t, r, exitFailure)
+	requireOneLineError(t, r, "is not a nodedebug agent socket", "check --agent")
+}
+
+func TestAgentShutdownEndsSessionsWithAMessage(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	agent := s.startPathAgent(t, "stopping")
+	_, wait := s.startSession(t, agent.endpoint, pod.Spec.Name, "echo ready; sleep 60")
+
+	_ = agent.process.cmd.Process.Signal(syscall.SIGTERM)
+
+	r := wait()
+	requireCode(t, r, exitFailure)
+	requireOneLineError(t, r, "agent on this node is shutting down")
+	s.requireNoToolContainers(t, 10*time.Second)
+}
+
+func TestTargetStoppingDuringSessionIsReported(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	_, wait := s.startSession(t, s.agentEndpoint(), pod.Spec.Name, "echo ready; sleep 60")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.containerd.StopPod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	r := wait()
+	requireOneLineError(t, r, "the target container e2e/"+pod.Spec.Name+"/app stopped during the session")
+}
+
+func TestAttachWithNothingBeforeTheDash(t *testing.T) {
+	s := env(t)
+
+	r := s.attach(t, nil, "--", "true")
+	requireCode(t, r, 2)
+	requireOneLineError(t, r, "needs a pod before --")
+}
+
+func TestAgentRestartRemovesLeftoverFIFOs(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	agent := s.startPathAgent(t, "fifos")
+	session, wait := s.startSession(t, agent.endpoint, pod.Spec.Name, "echo ready; sleep 60")
+
+	_ = agent.process.cmd.Process.Kill()
+	<-agent.process.exited
+	_ = session.Process.Kill()
+	wait()
+
+	fifoDir := filepath.Join(s.dir, "state-fifos", "fifo")
+	if entries, _ := os.ReadDir(fifoDir); len(entries) == 0 {
+		t.Fatal("the killed agent left no FIFOs; this test needs some left behind")
+	}
+
+	s.startPathAgent(t, "fifos")
+	if entries, _ := os.ReadDir(fifoDir); len(entries) != 0 {
+		t.Fatalf("FIFO folders left after the restart: %d", len(entries))
+	}
+	s.requireNoToolContainers(t, 10*time.Second)
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
