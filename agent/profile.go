@@ -19,6 +19,9 @@ type Profile struct {
 	// ReadsAnyTarget is true when the profile can open /target of a
 	// target that runs as another user: it keeps CAP_SYS_PTRACE.
 	ReadsAnyTarget bool
+
+	// UID is the user the tool process runs as.
+	UID uint32
 }
 
 // DefaultProfile is used when the client names none.
@@ -42,6 +45,7 @@ var profiles = map[string]Profile{
 	"baseline": {Name: "baseline"},
 	"restricted": {
 		Name: "restricted",
+		UID:  nobody,
 		Opts: []oci.SpecOpts{
 			withUser(nobody, nobody),
 			oci.WithCapabilities(nil),

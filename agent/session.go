@@ -35,6 +35,17 @@ type session struct {
 	stdin  *stdinPipe
 	stdout *outputWriter
 	stderr *outputWriter
+
+	// What the policy, the audit log and `nodedebug sessions` see.
+	peer        peerInfo
+	started     time.Time
+	image       string
+	imageDigest string
+	audited     bool
+	running     bool
+	exitCode    *int32
+	end         context.CancelCauseFunc
+	counters
 }
 
 // Attach serves one debug session.
@@ -50,10 +61,14 @@ func (a *Agent) Attach(stream api.Agent_AttachServer) error {
 	s := a.newSession(stream, start)
 	defer s.cleanup()
 
-	ctx, timing := withSpans(namespaces.WithNamespace(stream.Context(), Namespace))
+	ctx, cancel := s.limit(namespaces.WithNamespace(stream.Context(), Namespace))
+	defer cancel()
+
+	ctx, timing := withSpans(ctx)
 	err = s.run(ctx)
 	timing.report(s.log, "attach timing")
-	return s.finish(err)
+	s.report(ctx, err)
+	return s.finish(ctx, err)
 }
 
 func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
@@ -75,13 +90,17 @@ func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
 func (a *Agent) newSession(stream api.Agent_AttachServer, start *api.Start) *session {
 	id := newSessionID()
 	s := &session{
-		id:     id,
-		agent:  a,
-		start:  start,
-		stream: stream,
-		out:    &sender{stream: stream},
-		log:    a.log.With("session", id),
+		id:      id,
+		agent:   a,
+		start:   start,
+		stream:  stream,
+		out:     &sender{stream: stream},
+		log:     a.log.With("session", id),
+		peer:    callerOf(stream.Context()),
+		started: time.Now(),
 	}
+	s.lastActive.Store(s.started.UnixNano())
+	s.out.count = s.addOut
 	s.stdout = newOutputWriter(s.out, false)
 	s.stderr = newOutputWriter(s.out, true)
 	if start.Stdin {
@@ -101,12 +120,21 @@ func (s *session) toolID() string {
 }
 
 func (s *session) run(ctx context.Context) error {
+	if err := s.admit(); err != nil {
+		return err
+	}
 	err := s.resolve(ctx)
 	markSpan(ctx, "resolve")
 	if err != nil {
 		return err
 	}
 	if err := s.agent.checkExited(s.target); err != nil {
+		return err
+	}
+	if err := s.admitImage(ctx); err != nil {
+		return err
+	}
+	if err := s.auditStart(); err != nil {
 		return err
 	}
 
@@ -127,6 +155,8 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
+	s.running = true
+	s.agent.metrics.sessionStarted(s.profileName(), s.started)
 	s.log.Info("session started", "tool", s.toolID(), "pid", s.target.Pid)
 	go s.forwardInput(ctx)
 	return s.waitExit(ctx, exits)
@@ -199,6 +229,7 @@ func (s *session) sendStarted() error {
 		ContainerId: s.toolID(),
 		TargetPid:   int32(targetPid),
 		TargetRoot:  TargetDir,
+		Warnings:    s.warnings(),
 	}}})
 	if err != nil {
 		return fmt.Errorf("tell client the session started: %w", err)
@@ -237,6 +268,7 @@ func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
 	s.stdout.flush()
 	s.stderr.flush()
 	markSpan(ctx, "drain")
+	s.exitCode = &result.code
 
 	s.log.Info("session ended", "exit_code", result.code)
 	return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: &api.Exit{Code: result.code}}})
@@ -254,11 +286,14 @@ func (s *session) drainOutput() {
 // finish reports how the session ended. A command the tool image cannot
 // run ends like a shell would end it, with 126 or 127 and a message, not
 // as a failure of nodedebug.
-func (s *session) finish(err error) error {
+func (s *session) finish(ctx context.Context, err error) error {
 	var cmdErr *CommandError
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(context.Cause(ctx), ErrSessionEnded):
+		s.log.Info("session ended by the agent", "reason", context.Cause(ctx))
+		return status.Error(codes.Aborted, context.Cause(ctx).Error())
 	case errors.As(err, &cmdErr):
 		s.log.Info("command cannot run", "exit_code", cmdErr.Code, "error", err)
 		return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{
@@ -305,8 +340,12 @@ func toStatus(err error) error {
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, cri.ErrPodNotFound), errors.Is(err, cri.ErrContainerNotFound),
-		errors.Is(err, ErrImageMissing):
+		errors.Is(err, ErrImageMissing), errors.Is(err, ErrNoSession):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrBusy):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, cri.ErrAmbiguous), errors.Is(err, ErrBadRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, cri.ErrExited), errors.Is(err, cri.ErrNotRunning),

@@ -14,12 +14,22 @@ import (
 type sender struct {
 	mu     sync.Mutex
 	stream api.Agent_AttachServer
+
+	// count learns how many output bytes were sent.
+	count func(int)
 }
 
 func (s *sender) send(resp *api.AttachResponse) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stream.Send(resp)
+
+	if err := s.stream.Send(resp); err != nil {
+		return err
+	}
+	if s.count != nil {
+		s.count(len(resp.GetStdout()) + len(resp.GetStderr()))
+	}
+	return nil
 }
 
 // maxMessage is where an output message stops growing. Large messages
@@ -189,6 +199,7 @@ func (s *session) forwardInput(ctx context.Context) {
 				s.stdin.writer.Close()
 			}
 		case *api.AttachRequest_Resize:
+			s.addIn(0)
 			s.resize(ctx, msg.Resize)
 		}
 	}
@@ -198,6 +209,7 @@ func (s *session) writeStdin(data []byte) {
 	if s.stdin == nil {
 		return
 	}
+	s.addIn(len(data))
 	// A failed write means the process is gone or stdin was closed; the
 	// session is ending and the loop keeps reading until it does.
 	_, _ = s.stdin.writer.Write(data)

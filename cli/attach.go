@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/nodedebug/nodedebug/agent"
 	"github.com/nodedebug/nodedebug/api"
 )
 
@@ -32,6 +33,11 @@ type AttachOptions struct {
 
 	Exited  bool
 	Attempt int
+
+	Reason string
+	// CustomFile is --custom; Custom is its content, read by Complete.
+	CustomFile string
+	Custom     []byte
 
 	Agent string
 
@@ -66,6 +72,12 @@ func (o *AttachOptions) Complete(args []string, dashAt int) error {
 		return err
 	}
 	o.Pod, o.Container = pod, container
+
+	if o.CustomFile != "" {
+		if o.Custom, err = os.ReadFile(o.CustomFile); err != nil {
+			return usageError("--custom: %v", err)
+		}
+	}
 
 	// With no command, the user wants the toolbox's shell: interactive, and
 	// on a terminal when there is one.
@@ -102,6 +114,11 @@ func (o *AttachOptions) Validate() error {
 	}
 	if o.Attempt >= 0 && !o.Exited {
 		return usageError("--attempt picks an exited attempt; add --exited")
+	}
+	if len(o.Custom) > 0 {
+		if _, err := agent.ParseCustom(o.Custom); err != nil {
+			return usageError("--custom %s: %v", o.CustomFile, err)
+		}
 	}
 	for _, name := range o.Share {
 		if name != "net" && name != "ipc" && name != "uts" {
@@ -165,6 +182,8 @@ func (o *AttachOptions) start(t *localTerminal) *api.Start {
 		Share:    o.Share,
 		ShareSet: o.ShareSet,
 		Profile:  o.Profile,
+		Reason:   o.Reason,
+		Custom:   o.Custom,
 	}
 	if t != nil {
 		start.Size = t.size()
@@ -185,6 +204,9 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 	}
 	if first.GetStarted() == nil {
 		return fmt.Errorf("agent at %s answered the attach with %T instead of Started", o.Agent, first.Msg)
+	}
+	for _, warning := range first.GetStarted().Warnings {
+		fmt.Fprintf(o.ErrOut, "nodedebug: warning: %s\n", warning)
 	}
 
 	if t != nil {

@@ -52,6 +52,8 @@ func newRootCommand(streams Streams) *cobra.Command {
 		newInitCommand(streams),
 		newNsenterInitCommand(streams),
 		newPauseCommand(),
+		newSessionsCommand(streams),
+		newKillCommand(streams),
 	)
 	return root
 }
@@ -93,6 +95,8 @@ itself failed (agent unreachable, target not found or not running);
 	flags.BoolVar(&o.Exited, "exited", false, "inspect the filesystem of an exited container")
 	flags.IntVar(&o.Attempt, "attempt", -1, "with --exited, the restart attempt to inspect (default: the newest)")
 	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
+	flags.StringVar(&o.Reason, "reason", "", "why you are debugging; recorded in the agent's audit log")
+	flags.StringVar(&o.CustomFile, "custom", "", "partial OCI process spec (JSON or YAML) laid over the profile")
 	return cmd
 }
 
