@@ -221,19 +221,27 @@ func (p *Policy) checkProfile(namespace, profile string) error {
 		profile, namespace, field, listOrNone(allowed))
 }
 
-// checkImage applies the image allow-list to a reference and the digest
-// of its manifest.
-func (p *Policy) checkImage(ref, digest string, toolbox bool) error {
-	if toolbox || p.AllowedImages == nil {
-		return nil
-	}
+// allowsImageRef reports whether the allow-list lets ref through by name
+// alone, before the image is looked up.
+func (p *Policy) allowsImageRef(ref string, toolbox bool) bool {
+	return toolbox || p.AllowedImages == nil || slices.Contains(p.AllowedImages, ref)
+}
+
+// checkImageDigest applies the allow-list's digest entries to an image
+// found under ref; digest is empty when there is no such image.
+func (p *Policy) checkImageDigest(ref, digest string) error {
 	for _, allowed := range p.AllowedImages {
-		if allowed == ref || allowed == digest || allowed == nameAt(ref, digest) {
+		if digest != "" && (allowed == digest || allowed == nameAt(ref, digest)) {
 			return nil
 		}
 	}
-	return deny("allowedImages", "image %s (%s) is not allowed by the agent's policy (allowedImages); "+
-		"allowed: the toolbox, %s", ref, digest, listOrNone(p.AllowedImages))
+
+	shown := ref
+	if digest != "" {
+		shown += " (" + digest + ")"
+	}
+	return deny("allowedImages", "image %s is not allowed by the agent's policy (allowedImages); "+
+		"allowed: the toolbox, %s", shown, listOrNone(p.AllowedImages))
 }
 
 // nameAt is ref pinned to digest: "repo/name@sha256:…".
@@ -275,7 +283,8 @@ func (s *session) admit() error {
 	return s.agent.registry.add(s, policy.MaxConcurrentSessions)
 }
 
-// admitImage applies the image allow-list once the image is known.
+// admitImage applies the image allow-list: by reference first, then by
+// the digest of the image found under it.
 func (s *session) admitImage(ctx context.Context) error {
 	ref := s.start.Image
 	toolbox := ref == "" || ref == s.agent.cfg.ToolboxImage
@@ -285,11 +294,23 @@ func (s *session) admitImage(ctx context.Context) error {
 	s.image = ref
 
 	image, err := s.agent.images.get(ctx, ref)
+	if err == nil {
+		s.imageDigest = image.image.Target().Digest.String()
+	}
+	s.listed.Store(&listing{target: s.listedTarget(), image: ref})
+
+	policy := s.agent.policy
+	if policy.allowsImageRef(ref, toolbox) {
+		return err
+	}
+	if errors.Is(err, ErrImageMissing) {
+		// Not allowed by name, and no digest to allow it by.
+		return policy.checkImageDigest(ref, "")
+	}
 	if err != nil {
 		return err
 	}
-	s.imageDigest = image.image.Target().Digest.String()
-	return s.agent.policy.checkImage(ref, s.imageDigest, toolbox)
+	return policy.checkImageDigest(ref, s.imageDigest)
 }
 
 func (s *session) profileName() string {

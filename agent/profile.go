@@ -66,12 +66,13 @@ var profiles = map[string]Profile{
 	},
 }
 
-// privileged is oci.WithPrivileged without its I/O: every known capability
-// rather than the agent's own, so the spec does not depend on where the
-// agent runs. Host device nodes are not copied into /dev; the device
-// cgroup allows them all, and /proc/1/root/dev reaches the host's.
+// privileged is oci.WithPrivileged plus every device in the device cgroup.
+// The capabilities are the agent's own (read from /proc/self/status when
+// the spec is built): runc refuses capabilities the kernel does not know,
+// so "every known one" fails on older kernels. Host device nodes are not
+// copied into /dev; /proc/1/root/dev reaches the host's.
 var privileged = []oci.SpecOpts{
-	oci.WithAllKnownCapabilities,
+	oci.WithAllCurrentCapabilities,
 	oci.WithMaskedPaths(nil),
 	oci.WithReadonlyPaths(nil),
 	oci.WithWriteableSysfs,

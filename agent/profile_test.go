@@ -51,7 +51,7 @@ func TestProfiles(t *testing.T) {
 			// CAP_NET_RAW is among containerd's defaults already.
 		}},
 		{profile: "sysadmin", want: func(s *specs.Spec) {
-			setCaps(s, cap.Known())
+			setCaps(s, currentCaps(t))
 			s.Linux.MaskedPaths = nil
 			s.Linux.ReadonlyPaths = nil
 			setMountOptions(s, "/sys", []string{"nosuid", "noexec", "nodev", "rw"})
@@ -80,6 +80,15 @@ func TestProfiles(t *testing.T) {
 			}
 		})
 	}
+}
+
+func currentCaps(t *testing.T) []string {
+	t.Helper()
+	caps, err := cap.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return caps
 }
 
 func setMountOptions(s *specs.Spec, dest string, options []string) {

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/nodedebug/nodedebug/api"
 )
 
@@ -86,14 +88,34 @@ func (r *registry) kill(id string, by peerInfo) error {
 	return nil
 }
 
+// listing is what `nodedebug sessions` shows of a session once its target
+// and image are known; it is read by other goroutines than the session's.
+type listing struct {
+	target *api.Target
+	image  string
+}
+
+// listedTarget is the requested target with the container it resolved to.
+func (s *session) listedTarget() *api.Target {
+	t := proto.Clone(s.start.Target).(*api.Target)
+	if s.target != nil {
+		t.Container = s.target.Container
+	}
+	return t
+}
+
 func (s *session) info() *api.SessionInfo {
+	shown := &listing{target: s.start.Target}
+	if l := s.listed.Load(); l != nil {
+		shown = l
+	}
 	return &api.SessionInfo{
 		Id:          s.id,
 		Uid:         s.peer.uid,
 		Pid:         s.peer.pid,
-		Target:      s.start.Target,
+		Target:      shown.target,
 		Profile:     s.profileName(),
-		Image:       s.image,
+		Image:       shown.image,
 		Command:     s.start.Command,
 		Reason:      s.start.Reason,
 		StartedUnix: s.started.Unix(),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -45,6 +46,7 @@ type session struct {
 	running     bool
 	exitCode    *int32
 	end         context.CancelCauseFunc
+	listed      atomic.Pointer[listing]
 	counters
 }
 
