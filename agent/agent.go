@@ -92,6 +92,10 @@ type Agent struct {
 	audit    *auditLog
 	metrics  *metrics
 
+	// lifetime ends when the agent stops serving; detached sessions run
+	// on it rather than on a client's stream.
+	lifetime context.Context
+
 	// sessions counts live sessions so shutdown can wait for their cleanup.
 	sessions sync.WaitGroup
 }

@@ -16,6 +16,7 @@ const (
 	eventStart  = "session.start"
 	eventEnd    = "session.end"
 	eventDenied = "session.denied"
+	eventAttach = "session.attach"
 )
 
 // AuditRecord is one line of the audit log.
@@ -182,5 +183,15 @@ func (s *session) auditEnd(outcome string, err error) {
 
 	if werr := s.agent.audit.write(rec); werr != nil {
 		s.log.Error("write audit record", "event", event, "error", werr)
+	}
+}
+
+// auditAttach records a client reattaching to a detached session; the
+// user is the new client.
+func (s *session) auditAttach(client peerInfo) {
+	rec := s.record(eventAttach)
+	rec.User = AuditUser{UID: client.uid, PID: client.pid}
+	if err := s.agent.audit.write(rec); err != nil {
+		s.log.Error("write audit record", "event", eventAttach, "error", err)
 	}
 }

@@ -74,13 +74,23 @@ func (r *registry) list() []*api.SessionInfo {
 	return infos
 }
 
+// get returns the live session with id.
+func (r *registry) get(id string) (*session, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+
+	s, ok := r.sessions[id]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not running on this node (nodedebug sessions lists them)", ErrNoSession, id)
+	}
+	return s, nil
+}
+
 // kill ends the session with id; its own goroutine removes the tool.
 func (r *registry) kill(id string, by peerInfo) error {
-	r.mu.Lock()
-	s, ok := r.sessions[id]
-	r.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("%w: %s is not running on this node (nodedebug sessions lists them)", ErrNoSession, id)
+	s, err := r.get(id)
+	if err != nil {
+		return err
 	}
 
 	s.end(&endedError{outcome: "killed",
@@ -119,6 +129,8 @@ func (s *session) info() *api.SessionInfo {
 		Command:     s.start.Command,
 		Reason:      s.start.Reason,
 		StartedUnix: s.started.Unix(),
+		Detachable:  s.detach != nil,
+		Attached:    s.out.attached(),
 	}
 }
 

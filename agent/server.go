@@ -25,6 +25,9 @@ const shutdownGrace = 5 * time.Second
 // Serve answers clients on the unix socket at path until ctx ends, then
 // stops and waits for every session's cleanup.
 func (a *Agent) Serve(ctx context.Context, path string) error {
+	// Detached sessions live as long as the agent serves.
+	a.lifetime = ctx
+
 	listener, unlock, err := listenOwned(path)
 	if err != nil {
 		return err

@@ -48,6 +48,10 @@ type session struct {
 	end         context.CancelCauseFunc
 	listed      atomic.Pointer[listing]
 	counters
+
+	// detach is set for a session that outlives its client.
+	detach     *detachState
+	startedMsg *api.Started
 }
 
 // Attach serves one debug session.
@@ -58,6 +62,12 @@ func (a *Agent) Attach(stream api.Agent_AttachServer) error {
 	start, err := readStart(stream)
 	if err != nil {
 		return err
+	}
+	switch {
+	case start.Session != "":
+		return a.reattach(stream, start)
+	case start.Detach:
+		return a.attachDetachable(stream, start)
 	}
 
 	s := a.newSession(stream, start)
@@ -80,6 +90,9 @@ func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
 	}
 
 	start := first.GetStart()
+	if start.GetSession() != "" {
+		return start, nil
+	}
 	if start == nil || start.GetTarget() == nil {
 		return nil, status.Error(codes.InvalidArgument, "the first message of an attach must be a Start with a target")
 	}
@@ -160,7 +173,7 @@ func (s *session) run(ctx context.Context) error {
 	s.running = true
 	s.agent.metrics.sessionStarted(s.profileName(), s.started)
 	s.log.Info("session started", "tool", s.toolID(), "pid", s.target.Pid)
-	go s.forwardInput(ctx)
+	s.serveInput(ctx)
 	return s.waitExit(ctx, exits)
 }
 
@@ -226,13 +239,16 @@ func (s *session) sendStarted() error {
 		return err
 	}
 
-	err = s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Started{Started: &api.Started{
+	s.startedMsg = &api.Started{
 		Session:     s.id,
 		ContainerId: s.toolID(),
 		TargetPid:   int32(targetPid),
 		TargetRoot:  TargetDir,
 		Warnings:    s.warnings(),
-	}}})
+		Tty:         s.start.Tty,
+		Stdin:       s.start.Stdin,
+	}
+	err = s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Started{Started: s.startedMsg}})
 	if err != nil {
 		return fmt.Errorf("tell client the session started: %w", err)
 	}

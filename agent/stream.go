@@ -15,20 +15,30 @@ type sender struct {
 	mu     sync.Mutex
 	stream api.Agent_AttachServer
 
-	// count learns how many output bytes were sent.
+	// count learns how many output bytes went out, or into the backlog.
 	count func(int)
+
+	// backlog is set for a detachable session: while no client is
+	// attached, output goes there for the next one.
+	backlog *backlog
 }
 
 func (s *sender) send(resp *api.AttachResponse) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	if err := s.stream.Send(resp); err != nil {
-		return err
-	}
 	if s.count != nil {
-		s.count(len(resp.GetStdout()) + len(resp.GetStderr()))
+		s.count(outputSize(resp))
 	}
+	if s.backlog == nil {
+		return s.stream.Send(resp)
+	}
+	if s.stream != nil && s.stream.Send(resp) == nil {
+		return nil
+	}
+	// The client is gone or was never there: keep the output.
+	s.stream = nil
+	s.backlog.add(resp)
 	return nil
 }
 
@@ -179,13 +189,14 @@ func (p *stdinPipe) abort() {
 
 // forwardInput reads the client's messages until the stream ends: stdin
 // bytes, stdin EOF and terminal resizes.
-func (s *session) forwardInput(ctx context.Context) {
+func (s *session) forwardInput(ctx context.Context, stream api.Agent_AttachServer) {
 	for {
-		req, err := s.stream.Recv()
+		req, err := stream.Recv()
 		if err != nil {
 			// The client half-closed or went away: either way no more
-			// stdin will come.
-			if s.stdin != nil {
+			// stdin will come from it. A detachable session waits for
+			// the next client instead.
+			if s.stdin != nil && s.detach == nil {
 				s.stdin.writer.Close()
 			}
 			return

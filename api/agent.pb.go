@@ -183,7 +183,14 @@ type Start struct {
 	Reason string `protobuf:"bytes,20,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Custom is a partial OCI process spec (JSON or YAML) laid over the
 	// profile's.
-	Custom        []byte `protobuf:"bytes,21,opt,name=custom,proto3" json:"custom,omitempty"`
+	Custom []byte `protobuf:"bytes,21,opt,name=custom,proto3" json:"custom,omitempty"`
+	// Detach keeps the session running when its client goes away, until it
+	// exits, is killed or reaches a limit; the client may leave as soon as
+	// it has Started.
+	Detach bool `protobuf:"varint,22,opt,name=detach,proto3" json:"detach,omitempty"`
+	// Session reattaches to a detached session instead of starting one; the
+	// other fields but size are then ignored.
+	Session       string `protobuf:"bytes,23,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +300,20 @@ func (x *Start) GetCustom() []byte {
 		return x.Custom
 	}
 	return nil
+}
+
+func (x *Start) GetDetach() bool {
+	if x != nil {
+		return x.Detach
+	}
+	return false
+}
+
+func (x *Start) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
 }
 
 type AttachRequest struct {
@@ -418,7 +439,11 @@ type Started struct {
 	TargetPid  int32  `protobuf:"varint,3,opt,name=target_pid,json=targetPid,proto3" json:"target_pid,omitempty"`
 	TargetRoot string `protobuf:"bytes,4,opt,name=target_root,json=targetRoot,proto3" json:"target_root,omitempty"`
 	// Warnings are for the user, such as a profile that cannot read /target.
-	Warnings      []string `protobuf:"bytes,20,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Warnings []string `protobuf:"bytes,20,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// Tty and stdin are the session's own, which a reattaching client
+	// follows.
+	Tty           bool `protobuf:"varint,21,opt,name=tty,proto3" json:"tty,omitempty"`
+	Stdin         bool `protobuf:"varint,22,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -486,6 +511,20 @@ func (x *Started) GetWarnings() []string {
 		return x.Warnings
 	}
 	return nil
+}
+
+func (x *Started) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *Started) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
 }
 
 type Exit struct {
@@ -1413,7 +1452,10 @@ type SessionInfo struct {
 	Command []string `protobuf:"bytes,7,rep,name=command,proto3" json:"command,omitempty"`
 	Reason  string   `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
 	// StartedUnix is when the session started, in seconds since the epoch.
-	StartedUnix   int64 `protobuf:"varint,9,opt,name=started_unix,json=startedUnix,proto3" json:"started_unix,omitempty"`
+	StartedUnix int64 `protobuf:"varint,9,opt,name=started_unix,json=startedUnix,proto3" json:"started_unix,omitempty"`
+	// Detachable sessions outlive their client; attached says one is there.
+	Detachable    bool `protobuf:"varint,10,opt,name=detachable,proto3" json:"detachable,omitempty"`
+	Attached      bool `protobuf:"varint,11,opt,name=attached,proto3" json:"attached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1509,6 +1551,20 @@ func (x *SessionInfo) GetStartedUnix() int64 {
 		return x.StartedUnix
 	}
 	return 0
+}
+
+func (x *SessionInfo) GetDetachable() bool {
+	if x != nil {
+		return x.Detachable
+	}
+	return false
+}
+
+func (x *SessionInfo) GetAttached() bool {
+	if x != nil {
+		return x.Attached
+	}
+	return false
 }
 
 type ListSessionsResponse struct {
@@ -1648,7 +1704,7 @@ const file_agent_proto_rawDesc = "" +
 	"\aattempt\x18\x05 \x01(\x05R\aattempt\"<\n" +
 	"\fTerminalSize\x12\x14\n" +
 	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\x02 \x01(\rR\x06height\"\xba\x02\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\"\xec\x02\n" +
 	"\x05Start\x12,\n" +
 	"\x06target\x18\x01 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x14\n" +
@@ -1660,13 +1716,15 @@ const file_agent_proto_rawDesc = "" +
 	"\tshare_set\x18\b \x01(\bR\bshareSet\x12\x18\n" +
 	"\aprofile\x18\t \x01(\tR\aprofile\x12\x16\n" +
 	"\x06reason\x18\x14 \x01(\tR\x06reason\x12\x16\n" +
-	"\x06custom\x18\x15 \x01(\fR\x06custom\"\xb0\x01\n" +
+	"\x06custom\x18\x15 \x01(\fR\x06custom\x12\x16\n" +
+	"\x06detach\x18\x16 \x01(\bR\x06detach\x12\x18\n" +
+	"\asession\x18\x17 \x01(\tR\asession\"\xb0\x01\n" +
 	"\rAttachRequest\x12+\n" +
 	"\x05start\x18\x01 \x01(\v2\x13.nodedebug.v1.StartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12\x1d\n" +
 	"\tstdin_eof\x18\x03 \x01(\bH\x00R\bstdinEof\x124\n" +
 	"\x06resize\x18\x04 \x01(\v2\x1a.nodedebug.v1.TerminalSizeH\x00R\x06resizeB\x05\n" +
-	"\x03msg\"\xa2\x01\n" +
+	"\x03msg\"\xca\x01\n" +
 	"\aStarted\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x1d\n" +
@@ -1674,7 +1732,9 @@ const file_agent_proto_rawDesc = "" +
 	"target_pid\x18\x03 \x01(\x05R\ttargetPid\x12\x1f\n" +
 	"\vtarget_root\x18\x04 \x01(\tR\n" +
 	"targetRoot\x12\x1a\n" +
-	"\bwarnings\x18\x14 \x03(\tR\bwarnings\"4\n" +
+	"\bwarnings\x18\x14 \x03(\tR\bwarnings\x12\x10\n" +
+	"\x03tty\x18\x15 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x16 \x01(\bR\x05stdin\"4\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xa8\x01\n" +
@@ -1731,7 +1791,7 @@ const file_agent_proto_rawDesc = "" +
 	"\bin_place\x18\x02 \x01(\bR\ainPlace\x12#\n" +
 	"\rsignalled_pid\x18\x03 \x01(\x05R\fsignalledPid\x12\x16\n" +
 	"\x06signal\x18\x04 \x01(\tR\x06signal\"\x15\n" +
-	"\x13ListSessionsRequest\"\xf4\x01\n" +
+	"\x13ListSessionsRequest\"\xb0\x02\n" +
 	"\vSessionInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x10\n" +
@@ -1741,7 +1801,12 @@ const file_agent_proto_rawDesc = "" +
 	"\x05image\x18\x06 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\a \x03(\tR\acommand\x12\x16\n" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12!\n" +
-	"\fstarted_unix\x18\t \x01(\x03R\vstartedUnix\"M\n" +
+	"\fstarted_unix\x18\t \x01(\x03R\vstartedUnix\x12\x1e\n" +
+	"\n" +
+	"detachable\x18\n" +
+	" \x01(\bR\n" +
+	"detachable\x12\x1a\n" +
+	"\battached\x18\v \x01(\bR\battached\"M\n" +
 	"\x14ListSessionsResponse\x125\n" +
 	"\bsessions\x18\x01 \x03(\v2\x19.nodedebug.v1.SessionInfoR\bsessions\"$\n" +
 	"\x12KillSessionRequest\x12\x0e\n" +

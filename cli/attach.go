@@ -35,6 +35,11 @@ type AttachOptions struct {
 	Attempt int
 
 	Reason string
+
+	// Detach leaves the session running once it started; Session
+	// reattaches to such a session instead of starting one.
+	Detach  bool
+	Session string
 	// CustomFile is --custom; Custom is its content, read by Complete.
 	CustomFile string
 	Custom     []byte
@@ -54,6 +59,9 @@ type Streams struct {
 
 // Complete fills the target from POD[/CONTAINER] and the command after --.
 func (o *AttachOptions) Complete(args []string, dashAt int) error {
+	if o.Session != "" {
+		return o.completeReattach(args)
+	}
 	if len(args) == 0 {
 		return usageError("attach needs a pod: nodedebug attach POD[/CONTAINER] [-- COMMAND...]")
 	}
@@ -85,6 +93,21 @@ func (o *AttachOptions) Complete(args []string, dashAt int) error {
 		o.Stdin = true
 		o.TTY = o.TTY || isTerminal(o.In)
 	}
+	// A detached shell gets a terminal of its own, for whoever reattaches.
+	if o.Detach && len(o.Command) == 0 {
+		o.TTY = true
+	}
+	return nil
+}
+
+// completeReattach takes the terminal from the session; stdin is passed
+// when the session has one.
+func (o *AttachOptions) completeReattach(args []string) error {
+	if len(args) > 0 {
+		return usageError("--session reattaches to a running session; give no POD or command")
+	}
+	o.Stdin = true
+	o.TTY = o.TTY || isTerminal(o.In)
 	return nil
 }
 
@@ -111,6 +134,9 @@ func splitTarget(target, flagContainer string) (pod, container string, err error
 func (o *AttachOptions) Validate() error {
 	if o.Namespace == "" {
 		return usageError("the namespace is empty; pass -n NAMESPACE")
+	}
+	if o.Detach && o.Session != "" {
+		return usageError("--detach starts a session and --session reattaches to one; pick one")
 	}
 	if o.Attempt >= 0 && !o.Exited {
 		return usageError("--attempt picks an exited attempt; add --exited")
@@ -154,7 +180,8 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 
 // terminal returns the local terminal when -t can be honoured.
 func (o *AttachOptions) terminal() *localTerminal {
-	if !o.TTY {
+	// A detached session's terminal is remote only.
+	if !o.TTY || o.Detach {
 		return nil
 	}
 
@@ -178,12 +205,14 @@ func (o *AttachOptions) start(t *localTerminal) *api.Start {
 		Command:  o.Command,
 		Image:    o.Image,
 		Stdin:    o.Stdin,
-		Tty:      t != nil,
+		Tty:      t != nil || (o.Detach && o.TTY),
 		Share:    o.Share,
 		ShareSet: o.ShareSet,
 		Profile:  o.Profile,
 		Reason:   o.Reason,
 		Custom:   o.Custom,
+		Detach:   o.Detach,
+		Session:  o.Session,
 	}
 	if t != nil {
 		start.Size = t.size()
@@ -205,8 +234,18 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 	if first.GetStarted() == nil {
 		return fmt.Errorf("agent at %s answered the attach with %T instead of Started", o.Agent, first.Msg)
 	}
-	for _, warning := range first.GetStarted().Warnings {
+	started := first.GetStarted()
+	for _, warning := range started.Warnings {
 		fmt.Fprintf(o.ErrOut, "nodedebug: warning: %s\n", warning)
+	}
+	if o.Detach {
+		// Leaving closes the stream; the agent keeps the session.
+		fmt.Fprintf(o.Out, "session %s is running detached; reattach with: nodedebug attach --session %s\n",
+			started.Session, started.Session)
+		return nil
+	}
+	if o.Session != "" {
+		t = o.follow(started, t)
 	}
 
 	if t != nil {
@@ -221,6 +260,18 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 		go forwardStdin(o.In, out)
 	}
 	return o.receive(stream)
+}
+
+// follow adopts a reattached session's terminal and stdin.
+func (o *AttachOptions) follow(started *api.Started, t *localTerminal) *localTerminal {
+	o.Stdin = started.Stdin
+	if !started.Tty {
+		return nil
+	}
+	if t == nil {
+		fmt.Fprintln(o.ErrOut, "nodedebug: warning: the session has a terminal but stdin is not one")
+	}
+	return t
 }
 
 func (o *AttachOptions) receive(stream api.Agent_AttachClient) error {

@@ -97,6 +97,8 @@ itself failed (agent unreachable, target not found or not running);
 	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
 	flags.StringVar(&o.Reason, "reason", "", "why you are debugging; recorded in the agent's audit log")
 	flags.StringVar(&o.CustomFile, "custom", "", "partial OCI process spec (JSON or YAML) laid over the profile")
+	flags.BoolVar(&o.Detach, "detach", false, "start the session, print its id and leave it running")
+	flags.StringVar(&o.Session, "session", "", "reattach to a session started with --detach")
 	return cmd
 }
 

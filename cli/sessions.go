@@ -44,13 +44,20 @@ func (o *SessionsOptions) Run(ctx context.Context) error {
 // printSessions writes the table of `nodedebug sessions`.
 func printSessions(out io.Writer, sessions []*api.SessionInfo, now time.Time) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SESSION\tUSER\tTARGET\tAGE\tPROFILE\tCOMMAND")
+	fmt.Fprintln(w, "SESSION\tUSER\tTARGET\tAGE\tPROFILE\tCLIENT\tCOMMAND")
 	for _, s := range sessions {
 		age := now.Sub(time.Unix(s.StartedUnix, 0)).Truncate(time.Second)
-		fmt.Fprintf(w, "%s\tuid %d (pid %d)\t%s\t%s\t%s\t%s\n", s.Id, s.Uid, s.Pid,
-			targetString(s.Target), age, s.Profile, commandString(s.Command))
+		fmt.Fprintf(w, "%s\tuid %d (pid %d)\t%s\t%s\t%s\t%s\t%s\n", s.Id, s.Uid, s.Pid,
+			targetString(s.Target), age, s.Profile, clientState(s), commandString(s.Command))
 	}
 	return w.Flush()
+}
+
+func clientState(s *api.SessionInfo) string {
+	if s.Attached {
+		return "attached"
+	}
+	return "detached"
 }
 
 func targetString(t *api.Target) string {

@@ -325,9 +325,10 @@ func TestSessionOverLimitsEndsAndLeavesNothing(t *testing.T) {
 
 // ttySession is an attach running on a terminal.
 type ttySession struct {
-	cmd    *exec.Cmd
-	screen *screen
-	done   chan struct{}
+	cmd      *exec.Cmd
+	screen   *screen
+	terminal *os.File
+	done     chan struct{}
 }
 
 func (a *policyAgent) startTTY(t *testing.T, args ...string) *ttySession {
@@ -338,7 +339,7 @@ func (a *policyAgent) startTTY(t *testing.T, args ...string) *ttySession {
 	if err != nil {
 		t.Fatal(err)
 	}
-	session := &ttySession{cmd: cmd, screen: newScreen(terminal), done: make(chan struct{})}
+	session := &ttySession{cmd: cmd, screen: newScreen(terminal), terminal: terminal, done: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(session.done)
@@ -378,8 +379,9 @@ func TestConcurrencyCapListAndKillWithTTY(t *testing.T) {
 
 	first := a.startTTY(t, "--reason", "incident 7", "--profile", "restricted", pod.Spec.Name, "--", "sh")
 	row := a.waitSession(t, pod.Spec.Name)
-	// SESSION USER... "uid" "0" "(pid" "N)" TARGET AGE PROFILE COMMAND
-	if len(row) < 9 || row[1] != "uid" || row[2] != strconv.Itoa(os.Getuid()) || row[7] != "restricted" || row[8] != "sh" {
+	// SESSION "uid" "0" "(pid" "N)" TARGET AGE PROFILE CLIENT COMMAND
+	if len(row) < 10 || row[1] != "uid" || row[2] != strconv.Itoa(os.Getuid()) || row[7] != "restricted" ||
+		row[8] != "attached" || row[9] != "sh" {
 		t.Fatalf("sessions row = %q, want this test's uid, profile restricted and sh", row)
 	}
 
@@ -496,5 +498,96 @@ func TestMetricsAfterSession(t *testing.T) {
 		if !bytes.Contains(body, []byte(want+"\n")) {
 			t.Errorf("metrics lack %s:\n%s", want, body)
 		}
+	}
+}
+
+// reattachTTY runs `attach --session ID` on a terminal of the given size.
+func (a *policyAgent) reattachTTY(t *testing.T, id string, rows, cols uint16) *ttySession {
+	t.Helper()
+	cmd := exec.Command(a.suite.binary, "attach", "--agent", a.endpoint(), "--session", id)
+	terminal, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatal(err)
+	}
+	session := &ttySession{cmd: cmd, screen: newScreen(terminal), terminal: terminal, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(session.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-session.done
+		terminal.Close()
+	})
+	return session
+}
+
+// waitClient waits until `nodedebug sessions` shows the session's client
+// in state ("attached" or "detached").
+func (a *policyAgent) waitClient(t *testing.T, id, state string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := a.suite.run(t, nil, "sessions", "--agent", a.endpoint())
+		for _, line := range strings.Split(string(r.stdout), "\n") {
+			if fields := strings.Fields(line); len(fields) > 8 && fields[0] == id && fields[8] == state {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session %s never showed as %s: %s", id, state, r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestDetachListReattachKillWithTTY(t *testing.T) {
+	s := env(t)
+	a := s.startPolicyAgent(t, "{}\n")
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	r := a.attach(t, nil, "--detach", pod.Spec.Name)
+	requireCode(t, r, 0)
+	fields := strings.Fields(string(r.stdout))
+	if len(fields) < 2 || fields[0] != "session" || !strings.Contains(string(r.stdout), "--session "+fields[1]) {
+		t.Fatalf("attach --detach should print the session id and how to reattach: %s", r)
+	}
+	id := fields[1]
+	a.waitClient(t, id, "detached")
+
+	// The first client sets a shell variable and leaves by dying.
+	first := a.reattachTTY(t, id, 30, 100)
+	fmt.Fprint(first.terminal, "KEPT=yes; stty size\r")
+	first.screen.waitFor(t, "30 100")
+	a.waitClient(t, id, "attached")
+	_ = first.cmd.Process.Kill()
+	<-first.done
+	a.waitClient(t, id, "detached")
+
+	// The second client finds the same shell, on its own terminal size.
+	second := a.reattachTTY(t, id, 41, 123)
+	fmt.Fprint(second.terminal, "echo kept=$KEPT; stty size\r")
+	second.screen.waitFor(t, "kept=yes")
+	second.screen.waitFor(t, "41 123")
+
+	requireCode(t, s.run(t, nil, "kill", "--agent", a.endpoint(), id), 0)
+	select {
+	case <-second.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reattached client kept running after kill")
+	}
+	if code := second.cmd.ProcessState.ExitCode(); code != exitFailure {
+		t.Fatalf("reattached client of a killed session exited %d, want %d", code, exitFailure)
+	}
+	second.screen.waitFor(t, "was killed by uid")
+	s.requireNoToolContainers(t, 10*time.Second)
+
+	var events []string
+	for _, rec := range a.records(t) {
+		events = append(events, rec.Event+":"+rec.Outcome)
+	}
+	want := "session.start: session.attach: session.attach: session.end:killed"
+	if got := strings.Join(events, " "); got != want {
+		t.Fatalf("audit events %q, want %q", got, want)
 	}
 }
