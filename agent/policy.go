@@ -269,6 +269,9 @@ func (s *session) admit() error {
 	if _, err := decodeCustom(s.start.Custom); err != nil {
 		return err
 	}
+	if err := s.agent.checkPathHonors(s.profileName(), len(s.start.Custom) > 0); err != nil {
+		return err
+	}
 
 	policy := s.agent.policy
 	err := policy.checkRequest(request{
@@ -293,10 +296,8 @@ func (s *session) admitImage(ctx context.Context) error {
 	}
 	s.image = ref
 
-	image, err := s.agent.images.get(ctx, ref)
-	if err == nil {
-		s.imageDigest = image.image.Target().Digest.String()
-	}
+	digest, err := s.agent.imageDigest(ctx, ref)
+	s.imageDigest = digest
 	s.listed.Store(&listing{target: s.listedTarget(), image: ref})
 
 	policy := s.agent.policy
@@ -311,6 +312,36 @@ func (s *session) admitImage(ctx context.Context) error {
 		return err
 	}
 	return policy.checkImageDigest(ref, s.imageDigest)
+}
+
+// imageDigest is the manifest digest of ref in the agent's containerd
+// namespace. Paths other than containerd's keep no images there: their
+// digest is unknown, and only references can be allowed.
+func (a *Agent) imageDigest(ctx context.Context, ref string) (string, error) {
+	if a.images == nil {
+		return "", nil
+	}
+	image, err := a.images.get(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return image.image.Target().Digest.String(), nil
+}
+
+// checkPathHonors refuses what the launch path cannot apply: only the
+// containerd path builds the tool's OCI spec from a profile. The CRI path
+// always runs root with SYS_PTRACE, and the nsenter path runs with the
+// agent's own privileges, so a weaker profile asked for would silently be
+// a stronger one.
+func (a *Agent) checkPathHonors(profile string, custom bool) error {
+	if _, ok := a.launcher.(*containerdLauncher); ok {
+		return nil
+	}
+	if custom || profile != DefaultProfile {
+		return badRequest("the agent's %s path cannot apply profiles or --custom; only %s is available there "+
+			"(run the agent with --path containerd for profiles)", a.launcher.name(), DefaultProfile)
+	}
+	return nil
 }
 
 func (s *session) profileName() string {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,13 +22,12 @@ import (
 	"github.com/nodedebug/nodedebug/test/harness"
 )
 
-// policyAgent is an agent of its own, on its own socket and audit log,
-// started with a policy file; the shared agent keeps the defaults.
+// policyAgent is a path agent started with a policy file and an audit
+// log of its own; the shared agent keeps the defaults.
 type policyAgent struct {
-	*agentProcess
-	suite  *suite
-	socket string
-	audit  string
+	*pathAgent
+	suite *suite
+	audit string
 }
 
 // startPolicyAgent starts an agent with config as its --config file and
@@ -42,43 +40,16 @@ func (s *suite) startPolicyAgent(t *testing.T, config string, extra ...string) *
 		t.Fatal(err)
 	}
 
-	a := &policyAgent{suite: s, socket: filepath.Join(dir, "agent.sock"), audit: filepath.Join(dir, "audit.log")}
-	// Later flags win: the socket and the audit log replace the shared
-	// agent's.
-	args := append(s.agentArgs(), "--listen", a.socket, "--audit-log", a.audit, "--config", configPath)
-	a.agentProcess = s.startAgentProcess(t, a.socket, append(args, extra...))
-	return a
-}
-
-func (s *suite) startAgentProcess(t *testing.T, socket string, args []string) *agentProcess {
-	t.Helper()
-	p := &agentProcess{log: &bytes.Buffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(s.binary, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start agent: %v", err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(p.stop)
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := waitForSocket(ctx, socket, p.exited); err != nil {
-		t.Fatalf("%v\nagent log:\n%s", err, p.log)
-	}
-	return p
-}
-
-func (a *policyAgent) endpoint() string {
-	return "unix://" + a.socket
+	audit := filepath.Join(dir, "audit.log")
+	// The later --audit-log wins over the shared agent's.
+	flags := append([]string{"--config", configPath, "--audit-log", audit}, extra...)
+	agent := s.startPathAgent(t, uniqueName("policy"), flags...)
+	return &policyAgent{pathAgent: agent, suite: s, audit: audit}
 }
 
 func (a *policyAgent) attach(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
-	return a.suite.run(t, stdin, append([]string{"attach", "--agent", a.endpoint(), "-n", podNamespace}, args...)...)
+	return a.suite.run(t, stdin, append([]string{"attach", "--agent", a.endpoint, "-n", podNamespace}, args...)...)
 }
 
 // records reads the audit log, failing on any line that is not one
@@ -333,7 +304,7 @@ type ttySession struct {
 
 func (a *policyAgent) startTTY(t *testing.T, args ...string) *ttySession {
 	t.Helper()
-	cmd := exec.Command(a.suite.binary, append([]string{"attach", "--agent", a.endpoint(), "-n", podNamespace, "-it"},
+	cmd := exec.Command(a.suite.binary, append([]string{"attach", "--agent", a.endpoint, "-n", podNamespace, "-it"},
 		args...)...)
 	terminal, err := pty.Start(cmd)
 	if err != nil {
@@ -358,7 +329,7 @@ func (a *policyAgent) waitSession(t *testing.T, pod string) []string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r := a.suite.run(t, nil, "sessions", "--agent", a.endpoint())
+		r := a.suite.run(t, nil, "sessions", "--agent", a.endpoint)
 		requireCode(t, r, 0)
 		for _, line := range strings.Split(string(r.stdout), "\n") {
 			if strings.Contains(line, podNamespace+"/"+pod+"/") {
@@ -389,7 +360,7 @@ func TestConcurrencyCapListAndKillWithTTY(t *testing.T) {
 	requireCode(t, busy, exitFailure)
 	requireStderr(t, busy, "agent busy: 1 of 1 sessions", "maxConcurrentSessions")
 
-	killed := s.run(t, nil, "kill", "--agent", a.endpoint(), row[0])
+	killed := s.run(t, nil, "kill", "--agent", a.endpoint, row[0])
 	requireCode(t, killed, 0)
 	select {
 	case <-first.done:
@@ -402,7 +373,7 @@ func TestConcurrencyCapListAndKillWithTTY(t *testing.T) {
 	first.screen.waitFor(t, "was killed by uid")
 	s.requireNoToolContainers(t, 10*time.Second)
 
-	unknown := s.run(t, nil, "kill", "--agent", a.endpoint(), row[0])
+	unknown := s.run(t, nil, "kill", "--agent", a.endpoint, row[0])
 	requireCode(t, unknown, exitFailure)
 	requireStderr(t, unknown, "is not running on this node")
 }
@@ -504,7 +475,7 @@ func TestMetricsAfterSession(t *testing.T) {
 // reattachTTY runs `attach --session ID` on a terminal of the given size.
 func (a *policyAgent) reattachTTY(t *testing.T, id string, rows, cols uint16) *ttySession {
 	t.Helper()
-	cmd := exec.Command(a.suite.binary, "attach", "--agent", a.endpoint(), "--session", id)
+	cmd := exec.Command(a.suite.binary, "attach", "--agent", a.endpoint, "--session", id)
 	terminal, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
 	if err != nil {
 		t.Fatal(err)
@@ -528,7 +499,7 @@ func (a *policyAgent) waitClient(t *testing.T, id, state string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		r := a.suite.run(t, nil, "sessions", "--agent", a.endpoint())
+		r := a.suite.run(t, nil, "sessions", "--agent", a.endpoint)
 		for _, line := range strings.Split(string(r.stdout), "\n") {
 			if fields := strings.Fields(line); len(fields) > 8 && fields[0] == id && fields[8] == state {
 				return
@@ -570,7 +541,7 @@ func TestDetachListReattachKillWithTTY(t *testing.T) {
 	second.screen.waitFor(t, "kept=yes")
 	second.screen.waitFor(t, "41 123")
 
-	requireCode(t, s.run(t, nil, "kill", "--agent", a.endpoint(), id), 0)
+	requireCode(t, s.run(t, nil, "kill", "--agent", a.endpoint, id), 0)
 	select {
 	case <-second.done:
 	case <-time.After(20 * time.Second):
