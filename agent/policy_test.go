@@ -195,3 +195,29 @@ func TestPolicyImages(t *testing.T) {
 		})
 	}
 }
+
+func TestProfilesNeedTheContainerdPath(t *testing.T) {
+	tests := []struct {
+		name     string
+		launcher launcher
+		profile  string
+		custom   bool
+		bad      bool
+	}{
+		{name: "containerd applies any profile", launcher: &containerdLauncher{}, profile: "restricted"},
+		{name: "containerd applies custom", launcher: &containerdLauncher{}, profile: "general", custom: true},
+		{name: "cri runs general", launcher: &criLauncher{}, profile: "general"},
+		{name: "cri cannot restrict", launcher: &criLauncher{}, profile: "restricted", bad: true},
+		{name: "nsenter cannot restrict", launcher: &nsenterLauncher{}, profile: "baseline", bad: true},
+		{name: "nsenter cannot take custom", launcher: &nsenterLauncher{}, profile: "general", custom: true, bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Agent{launcher: tt.launcher}
+			err := a.checkPathHonors(tt.profile, tt.custom)
+			if tt.bad != (err != nil) || (err != nil && !errors.Is(err, ErrBadRequest)) {
+				t.Fatalf("got %v, want a bad request: %v", err, tt.bad)
+			}
+		})
+	}
+}
