@@ -562,3 +562,15 @@ func TestDetachListReattachKillWithTTY(t *testing.T) {
 		t.Fatalf("audit events %q, want %q", got, want)
 	}
 }
+
+func TestNoAuditRecordNoSession(t *testing.T) {
+	s := env(t)
+	// Every write to /dev/full fails with ENOSPC, as on a full disk.
+	a := s.startPolicyAgent(t, "{}\n", "--audit-log", "/dev/full")
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	r := a.attach(t, nil, pod.Spec.Name, "--", "touch", "/tmp/ran")
+	requireCode(t, r, exitFailure)
+	requireStderr(t, r, "refusing to start session", "without an audit record", "/dev/full")
+	s.requireNoToolContainers(t, 10*time.Second)
+}
