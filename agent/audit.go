@@ -62,11 +62,13 @@ type AuditTarget struct {
 	ContainerID string `json:"containerId,omitempty"`
 }
 
-// AuditFile is a file a session wrote into the target (cp, edit).
+// AuditFile is what cp or edit wrote into the target. For cp, Tar is set:
+// the sha256 and size are of the tar stream unpacked at Path.
 type AuditFile struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
 	Size   int64  `json:"size"`
+	Tar    bool   `json:"tar,omitempty"`
 }
 
 // auditLog appends one JSON line per event and syncs it to disk before the

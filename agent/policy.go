@@ -191,9 +191,8 @@ type request struct {
 
 // checkRequest applies the rules that need no runtime.
 func (p *Policy) checkRequest(r request) error {
-	if slices.Contains(p.DeniedNamespaces, r.namespace) {
-		return deny("deniedNamespaces", "namespace %s may not be debugged on this node: "+
-			"the agent's policy denies it (deniedNamespaces: %s)", r.namespace, strings.Join(p.DeniedNamespaces, ", "))
+	if err := p.checkNamespace(r.namespace); err != nil {
+		return err
 	}
 	if err := p.checkProfile(r.namespace, r.profile); err != nil {
 		return err
@@ -206,6 +205,15 @@ func (p *Policy) checkRequest(r request) error {
 			"pass --reason \"why you are debugging\"")
 	}
 	return nil
+}
+
+// checkNamespace applies deniedNamespaces, to sessions, cp and edit alike.
+func (p *Policy) checkNamespace(namespace string) error {
+	if !slices.Contains(p.DeniedNamespaces, namespace) {
+		return nil
+	}
+	return deny("deniedNamespaces", "namespace %s may not be debugged on this node: "+
+		"the agent's policy denies it (deniedNamespaces: %s)", namespace, strings.Join(p.DeniedNamespaces, ", "))
 }
 
 func (p *Policy) checkProfile(namespace, profile string) error {

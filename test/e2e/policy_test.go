@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,11 +54,17 @@ func (a *policyAgent) attach(t *testing.T, stdin io.Reader, args ...string) resu
 	return a.suite.run(t, stdin, append([]string{"attach", "--agent", a.endpoint, "-n", podNamespace}, args...)...)
 }
 
-// records reads the audit log, failing on any line that is not one
-// complete audit record.
+// records reads the agent's audit log.
 func (a *policyAgent) records(t *testing.T) []agent.AuditRecord {
 	t.Helper()
-	data, err := os.ReadFile(a.audit)
+	return readAuditLog(t, a.audit)
+}
+
+// readAuditLog reads an audit log, failing on any line that is not one
+// complete audit record.
+func readAuditLog(t *testing.T, path string) []agent.AuditRecord {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,4 +581,82 @@ func TestNoAuditRecordNoSession(t *testing.T) {
 	requireCode(t, r, exitFailure)
 	requireStderr(t, r, "refusing to start session", "without an audit record", "/dev/full")
 	s.requireNoToolContainers(t, 10*time.Second)
+}
+
+// podRecords are the shared agent's audit records about pod.
+func (s *suite) podRecords(t *testing.T, pod string) []agent.AuditRecord {
+	t.Helper()
+	var records []agent.AuditRecord
+	for _, rec := range readAuditLog(t, filepath.Join(s.dir, "audit.log")) {
+		if rec.Target.Pod == pod {
+			records = append(records, rec)
+		}
+	}
+	return records
+}
+
+func sha256Hex(data string) string {
+	sum := sha256.Sum256([]byte(data))
+	return hex.EncodeToString(sum[:])
+}
+
+func TestCopyAndEditAreAuditedWithWhatTheyWrote(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	local := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(local, []byte("copied in\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	requireCode(t, s.cp(t, nil, local, pod.Spec.Name+":/tmp/f"), 0)
+	requireCode(t, s.edit(t, `sed -i 's/^level=info$/level=debug/' "$1"`, pod.Spec.Name+":/etc/app.conf"), 0)
+	requireCode(t, s.cp(t, nil, pod.Spec.Name+":/etc/app.conf", filepath.Join(t.TempDir(), "out")), 0)
+
+	var events []string
+	for _, rec := range s.podRecords(t, pod.Spec.Name) {
+		events = append(events, rec.Event)
+		if rec.User.UID != uint32(os.Getuid()) || rec.User.PID <= 0 || rec.Target.ContainerID == "" {
+			t.Errorf("%s: user %+v target %+v", rec.Event, rec.User, rec.Target)
+		}
+	}
+	want := "copy.in file.done file.read file.write file.done copy.out file.done"
+	if got := strings.Join(events, " "); got != want {
+		t.Fatalf("audit events %q, want %q", got, want)
+	}
+
+	records := s.podRecords(t, pod.Spec.Name)
+	copied := records[1].Files
+	if len(copied) != 1 || copied[0].Path != "/tmp/f" || !copied[0].Tar || len(copied[0].SHA256) != 64 {
+		t.Errorf("cp in recorded files %+v, want the tar stream unpacked at /tmp/f", copied)
+	}
+	edited := strings.Replace(appConf, "level=info", "level=debug", 1)
+	wantFile := agent.AuditFile{Path: "/etc/app.conf", SHA256: sha256Hex(edited), Size: int64(len(edited))}
+	for _, rec := range records[3:5] {
+		if len(rec.Files) != 1 || rec.Files[0] != wantFile {
+			t.Errorf("%s recorded files %+v, want %+v", rec.Event, rec.Files, wantFile)
+		}
+	}
+	if out := records[6]; out.BytesOut != int64(len(edited)) || out.Outcome != "done" {
+		t.Errorf("cp out ended with %d bytes out, outcome %q", out.BytesOut, out.Outcome)
+	}
+}
+
+func TestCopyIntoDeniedNamespaceIsRefusedAndAudited(t *testing.T) {
+	s := env(t)
+	local := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(local, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pod := uniqueName("coredns")
+
+	r := s.run(t, nil, "cp", "--agent", s.agentEndpoint(), "-n", "kube-system", local, pod+":/tmp/f")
+	requireCode(t, r, exitFailure)
+	requireStderr(t, r, "namespace kube-system may not be debugged", "deniedNamespaces")
+
+	records := readAuditLog(t, filepath.Join(s.dir, "audit.log"))
+	last := records[len(records)-1]
+	if last.Event != "session.denied" || last.Target.Pod != pod || last.Rule != "deniedNamespaces" ||
+		strings.Join(last.Command, " ") != "cp /tmp/f" {
+		t.Fatalf("last audit record %+v, want the cp's denial", last)
+	}
 }
