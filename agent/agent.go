@@ -59,8 +59,23 @@ type Config struct {
 	// "crun", or a path); empty means containerd's default.
 	OCIRuntime string
 
+	// Policy is what the node operator allows; see DefaultPolicy.
+	Policy Policy
+
+	// AuditLog is the file audit records are appended to; AuditStdout
+	// gets a copy of each, when set.
+	AuditLog    string
+	AuditStdout io.Writer
+
 	Log *slog.Logger
 }
+
+// DefaultAgentNamespace is the Kubernetes namespace of the DaemonSet,
+// denied to sessions by default.
+const DefaultAgentNamespace = "nodedebug"
+
+// DefaultAuditLog is where the agent appends its audit records.
+const DefaultAuditLog = "/var/log/nodedebug/audit.log"
 
 // DefaultToolboxImage is the reference the toolbox tar carries.
 const DefaultToolboxImage = "nodedebug.local/toolbox:latest"
@@ -76,6 +91,15 @@ type Agent struct {
 	containerd *containerd.Client
 	images     *imageCache
 	launcher   launcher
+
+	policy   Policy
+	registry *registry
+	audit    *auditLog
+	metrics  *metrics
+
+	// lifetime ends when the agent stops serving; detached sessions run
+	// on it rather than on a client's stream.
+	lifetime context.Context
 
 	// sessions counts live sessions so shutdown can wait for their cleanup.
 	sessions sync.WaitGroup
@@ -104,15 +128,29 @@ func New(ctx context.Context, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 
-	criClient, err := dialRuntime(ctx, cfg)
+	if cfg.Policy.MaxConcurrentSessions == 0 {
+		// A zero policy was never configured: take the defaults.
+		cfg.Policy = DefaultPolicy(DefaultAgentNamespace)
+	}
+	if cfg.AuditLog == "" {
+		cfg.AuditLog = DefaultAuditLog
+	}
+	audit, err := openAuditLog(cfg.AuditLog, cfg.AuditStdout)
 	if err != nil {
 		return nil, err
 	}
 
-	a := &Agent{cfg: cfg, log: cfg.Log, cri: criClient, stopping: make(chan struct{})}
+	criClient, err := dialRuntime(ctx, cfg)
+	if err != nil {
+		audit.Close()
+		return nil, err
+	}
+
+	a := &Agent{cfg: cfg, log: cfg.Log, cri: criClient, policy: cfg.Policy,
+		registry: newRegistry(), audit: audit, metrics: newMetrics(), stopping: make(chan struct{})}
 	path, err := ChoosePath(criClient.RuntimeName(), cfg.Path)
 	if err != nil {
-		criClient.Close()
+		a.Close()
 		return nil, err
 	}
 
@@ -214,7 +252,7 @@ func (a *Agent) Close() error {
 	if a.containerd != nil {
 		errs = append(errs, a.containerd.Close())
 	}
-	errs = append(errs, a.cri.Close())
+	errs = append(errs, a.cri.Close(), a.audit.Close())
 	return errors.Join(errs...)
 }
 

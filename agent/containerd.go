@@ -76,6 +76,10 @@ func toolSpecFor(req *toolRequest, image ProcessConfig) (ToolSpec, error) {
 	if err != nil {
 		return ToolSpec{}, err
 	}
+	custom, err := decodeCustom(req.start.Custom)
+	if err != nil {
+		return ToolSpec{}, err
+	}
 
 	share := DefaultShare
 	if req.start.ShareSet {
@@ -96,6 +100,7 @@ func toolSpecFor(req *toolRequest, image ProcessConfig) (ToolSpec, error) {
 		TargetPid: req.target.Pid,
 		Share:     slices.Clone(share),
 		Profile:   profile,
+		Custom:    custom,
 	}, nil
 }
 

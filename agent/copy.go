@@ -94,17 +94,27 @@ func (a *Agent) Copy(stream api.Agent_CopyServer) error {
 }
 
 func (a *Agent) copy(stream api.Agent_CopyServer, header *api.CopyHeader, log *slog.Logger) error {
+	op, err := a.beginFileOp(stream.Context(), copyEvent(header.ToTarget), header.Target, "cp", header.Path)
+	if err != nil {
+		return err
+	}
 	t, err := a.openTarget(stream.Context(), header.Target, header.ToTarget)
 	if err != nil {
 		return err
 	}
 	defer t.close()
+	if err := a.auditFileStart(op, t.target, nil); err != nil {
+		return err
+	}
 
 	var stats fsroot.Stats
+	var files []AuditFile
 	if header.ToTarget {
-		stats, err = copyIn(stream, t.root, header.Path)
+		stats, files, err = copyIn(stream, t.root, header.Path)
+		a.auditFileDone(op, files, stats.Bytes, 0, err)
 	} else {
 		stats, err = t.root.Pack(&tarSender{stream: stream}, header.Path)
+		a.auditFileDone(op, nil, 0, stats.Bytes, err)
 	}
 	if err != nil {
 		return err
@@ -116,22 +126,31 @@ func (a *Agent) copy(stream api.Agent_CopyServer, header *api.CopyHeader, log *s
 		Files: stats.Files, Bytes: stats.Bytes}}})
 }
 
-func copyIn(stream api.Agent_CopyServer, root *fsroot.Root, p string) (fsroot.Stats, error) {
+// copyIn unpacks the client's tar stream at p; the audit entry it returns
+// has the stream's sha256.
+func copyIn(stream api.Agent_CopyServer, root *fsroot.Root, p string) (fsroot.Stats, []AuditFile, error) {
 	dst, err := root.Destination(p)
 	if err != nil {
-		return fsroot.Stats{}, err
+		return fsroot.Stats{}, nil, err
 	}
 
-	src := &tarReceiver{stream: stream}
+	src := newHashingReader(&tarReceiver{stream: stream})
 	stats, err := root.Unpack(src, dst, fsroot.UnpackOptions{Chown: true})
 	if err != nil {
-		return stats, err
+		return stats, []AuditFile{src.file(p)}, err
 	}
 
 	// The tar stream ends before the client's end-of-stream mark; read up
 	// to it so a truncated upload is told from a complete one.
 	_, err = io.Copy(io.Discard, src)
-	return stats, err
+	return stats, []AuditFile{src.file(p)}, err
+}
+
+func copyEvent(toTarget bool) string {
+	if toTarget {
+		return eventCopyIn
+	}
+	return eventCopyOut
 }
 
 // tarSender cuts a tar stream into messages.

@@ -16,11 +16,18 @@ const maxEditSize = 8 << 20
 
 // ReadFile returns one file of a running target for an edit.
 func (a *Agent) ReadFile(ctx context.Context, req *api.ReadFileRequest) (*api.ReadFileResponse, error) {
+	op, err := a.beginFileOp(ctx, eventFileRead, req.GetTarget(), "edit", req.GetPath())
+	if err != nil {
+		return nil, fileStatus(err)
+	}
 	t, err := a.openTarget(ctx, req.GetTarget(), true)
 	if err != nil {
 		return nil, fileStatus(err)
 	}
 	defer t.close()
+	if err := a.auditFileStart(op, t.target, nil); err != nil {
+		return nil, fileStatus(err)
+	}
 
 	limit := maxEditSize
 	if req.MaxSize > 0 && req.MaxSize < int64(limit) {
@@ -48,14 +55,22 @@ func (a *Agent) WriteFile(ctx context.Context, req *api.WriteFileRequest) (*api.
 	if err != nil {
 		return nil, fileStatus(err)
 	}
+	op, err := a.beginFileOp(ctx, eventFileWrite, req.GetTarget(), "edit", req.GetPath())
+	if err != nil {
+		return nil, fileStatus(err)
+	}
 	t, err := a.openTarget(ctx, req.GetTarget(), true)
 	if err != nil {
 		return nil, fileStatus(err)
 	}
 	defer t.close()
+	if err := a.auditFileStart(op, t.target, []AuditFile{fileDigest(req.Path, req.Content)}); err != nil {
+		return nil, fileStatus(err)
+	}
 
 	log := a.log.With("pod", t.target.PodString(), "container", t.target.Container, "pid", t.target.Pid)
 	written, err := t.root.WriteFile(req.Path, req.Content, req.ExpectedSha256)
+	a.auditFileDone(op, writtenFiles(written, req.Content), int64(len(req.Content)), 0, err)
 	if err != nil {
 		log.Warn("edit refused", "path", req.Path, "error", err)
 		return nil, fileStatus(err)

@@ -26,13 +26,17 @@ const shutdownGrace = 5 * time.Second
 // stops and waits for every session's cleanup. The caller holds the
 // socket's lock (LockSocket).
 func (a *Agent) Serve(ctx context.Context, path string) error {
+	// Detached sessions live as long as the agent serves.
+	a.lifetime = ctx
+
 	listener, err := listen(path)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(path)
 
-	server := grpc.NewServer(streamWindows()...)
+	// The peer credentials tell every call which uid and pid is calling.
+	server := grpc.NewServer(append(streamWindows(), grpc.Creds(peerCredentials{}))...)
 	api.RegisterAgentServer(server, &service{agent: a})
 
 	served := make(chan error, 1)
@@ -132,4 +136,18 @@ func (s *service) Runtime(ctx context.Context, _ *api.RuntimeRequest) (*api.Runt
 		RuntimeVersion: version.GetRuntimeVersion(),
 		Path:           s.agent.launcher.name(),
 	}, nil
+}
+
+func (s *service) ListSessions(context.Context, *api.ListSessionsRequest) (*api.ListSessionsResponse, error) {
+	return &api.ListSessionsResponse{Sessions: s.agent.registry.list()}, nil
+}
+
+func (s *service) KillSession(ctx context.Context, req *api.KillSessionRequest) (*api.KillSessionResponse, error) {
+	caller := callerOf(ctx)
+	if err := s.agent.registry.kill(req.GetId(), caller); err != nil {
+		return nil, toStatus(err)
+	}
+
+	s.agent.log.InfoContext(ctx, "session killed", "session", req.GetId(), "uid", caller.uid, "pid", caller.pid)
+	return &api.KillSessionResponse{}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -37,6 +38,22 @@ type session struct {
 	stdin  *stdinPipe
 	stdout *outputWriter
 	stderr *outputWriter
+
+	// What the policy, the audit log and `nodedebug sessions` see.
+	peer        peerInfo
+	started     time.Time
+	image       string
+	imageDigest string
+	audited     bool
+	running     bool
+	exitCode    *int32
+	end         context.CancelCauseFunc
+	listed      atomic.Pointer[listing]
+	counters
+
+	// detach is set for a session that outlives its client.
+	detach     *detachState
+	startedMsg *api.Started
 }
 
 // Attach serves one debug session.
@@ -48,14 +65,24 @@ func (a *Agent) Attach(stream api.Agent_AttachServer) error {
 	if err != nil {
 		return err
 	}
+	switch {
+	case start.Session != "":
+		return a.reattach(stream, start)
+	case start.Detach:
+		return a.attachDetachable(stream, start)
+	}
 
 	s := a.newSession(stream, start)
 	defer s.cleanup()
 
-	ctx, timing := withSpans(namespaces.WithNamespace(stream.Context(), Namespace))
+	ctx, cancel := s.limit(namespaces.WithNamespace(stream.Context(), Namespace))
+	defer cancel()
+
+	ctx, timing := withSpans(ctx)
 	err = s.run(ctx)
 	timing.report(s.log, "attach timing")
-	return s.finish(err)
+	s.report(ctx, err)
+	return s.finish(ctx, err)
 }
 
 func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
@@ -65,6 +92,9 @@ func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
 	}
 
 	start := first.GetStart()
+	if start.GetSession() != "" {
+		return start, nil
+	}
 	if start == nil || start.GetTarget() == nil {
 		return nil, status.Error(codes.InvalidArgument, "the first message of an attach must be a Start with a target")
 	}
@@ -77,13 +107,17 @@ func readStart(stream api.Agent_AttachServer) (*api.Start, error) {
 func (a *Agent) newSession(stream api.Agent_AttachServer, start *api.Start) *session {
 	id := newSessionID()
 	s := &session{
-		id:     id,
-		agent:  a,
-		start:  start,
-		stream: stream,
-		out:    &sender{stream: stream},
-		log:    a.log.With("session", id),
+		id:      id,
+		agent:   a,
+		start:   start,
+		stream:  stream,
+		out:     &sender{stream: stream},
+		log:     a.log.With("session", id),
+		peer:    callerOf(stream.Context()),
+		started: time.Now(),
 	}
+	s.lastActive.Store(s.started.UnixNano())
+	s.out.count = s.addOut
 	s.stdout = newOutputWriter(s.out, false)
 	s.stderr = newOutputWriter(s.out, true)
 	if start.Stdin {
@@ -103,12 +137,21 @@ func (s *session) toolID() string {
 }
 
 func (s *session) run(ctx context.Context) error {
+	if err := s.admit(); err != nil {
+		return err
+	}
 	err := s.resolve(ctx)
 	markSpan(ctx, "resolve")
 	if err != nil {
 		return err
 	}
 	if err := s.agent.checkExited(s.target); err != nil {
+		return err
+	}
+	if err := s.admitImage(ctx); err != nil {
+		return err
+	}
+	if err := s.auditStart(); err != nil {
 		return err
 	}
 
@@ -129,8 +172,10 @@ func (s *session) run(ctx context.Context) error {
 		return err
 	}
 
+	s.running = true
+	s.agent.metrics.sessionStarted(s.profileName(), s.started)
 	s.log.Info("session started", "tool", s.toolID(), "pid", s.target.Pid)
-	go s.forwardInput(ctx)
+	s.serveInput(ctx)
 	return s.waitExit(ctx, exits)
 }
 
@@ -197,12 +242,16 @@ func (s *session) sendStarted() error {
 		return err
 	}
 
-	err = s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Started{Started: &api.Started{
+	s.startedMsg = &api.Started{
 		Session:     s.id,
 		ContainerId: s.toolID(),
 		TargetPid:   int32(targetPid),
 		TargetRoot:  TargetDir,
-	}}})
+		Warnings:    s.warnings(),
+		Tty:         s.start.Tty,
+		Stdin:       s.start.Stdin,
+	}
+	err = s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Started{Started: s.startedMsg}})
 	if err != nil {
 		return fmt.Errorf("tell client the session started: %w", err)
 	}
@@ -242,6 +291,7 @@ func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
 	s.stdout.flush()
 	s.stderr.flush()
 	markSpan(ctx, "drain")
+	s.exitCode = &result.code
 
 	exit := &api.Exit{Code: result.code}
 	if s.targetGone() {
@@ -280,11 +330,14 @@ func (s *session) drainOutput() {
 // finish reports how the session ended. A command the tool image cannot
 // run ends like a shell would end it, with 126 or 127 and a message, not
 // as a failure of nodedebug.
-func (s *session) finish(err error) error {
+func (s *session) finish(ctx context.Context, err error) error {
 	var cmdErr *CommandError
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(context.Cause(ctx), ErrSessionEnded):
+		s.log.Info("session ended by the agent", "reason", context.Cause(ctx))
+		return status.Error(codes.Aborted, context.Cause(ctx).Error())
 	case errors.As(err, &cmdErr):
 		s.log.Info("command cannot run", "exit_code", cmdErr.Code, "error", err)
 		return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{
@@ -335,8 +388,12 @@ func toStatus(err error) error {
 	case errors.Is(err, ErrStopping):
 		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, cri.ErrPodNotFound), errors.Is(err, cri.ErrContainerNotFound),
-		errors.Is(err, ErrImageMissing):
+		errors.Is(err, ErrImageMissing), errors.Is(err, ErrNoSession):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, ErrDenied):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, ErrBusy):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, cri.ErrAmbiguous), errors.Is(err, ErrBadRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, cri.ErrExited), errors.Is(err, cri.ErrNotRunning),

@@ -62,6 +62,9 @@ type ToolSpec struct {
 	TargetMounts []specs.Mount
 
 	Profile Profile
+
+	// Custom is laid over the profile; nil changes nothing.
+	Custom *Custom
 }
 
 // BuildSpec returns the OCI spec of a tool container. It does no I/O.
@@ -102,7 +105,11 @@ func specOpts(in ToolSpec) ([]oci.SpecOpts, error) {
 	if slices.Contains(in.Share, "uts") {
 		opts = append(opts, withoutHostname)
 	}
-	return append(opts, in.Profile.Opts...), nil
+	opts = append(opts, in.Profile.Opts...)
+	if in.Custom != nil {
+		opts = append(opts, withCustom(in.Custom))
+	}
+	return opts, nil
 }
 
 // InitPath is where the tool's init binary appears in a tool container.

@@ -14,12 +14,32 @@ import (
 type sender struct {
 	mu     sync.Mutex
 	stream api.Agent_AttachServer
+
+	// count learns how many output bytes went out, or into the backlog.
+	count func(int)
+
+	// backlog is set for a detachable session: while no client is
+	// attached, output goes there for the next one.
+	backlog *backlog
 }
 
 func (s *sender) send(resp *api.AttachResponse) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stream.Send(resp)
+
+	if s.count != nil {
+		s.count(outputSize(resp))
+	}
+	if s.backlog == nil {
+		return s.stream.Send(resp)
+	}
+	if s.stream != nil && s.stream.Send(resp) == nil {
+		return nil
+	}
+	// The client is gone or was never there: keep the output.
+	s.stream = nil
+	s.backlog.add(resp)
+	return nil
 }
 
 // maxMessage is where an output message stops growing. Large messages
@@ -169,13 +189,14 @@ func (p *stdinPipe) abort() {
 
 // forwardInput reads the client's messages until the stream ends: stdin
 // bytes, stdin EOF and terminal resizes.
-func (s *session) forwardInput(ctx context.Context) {
+func (s *session) forwardInput(ctx context.Context, stream api.Agent_AttachServer) {
 	for {
-		req, err := s.stream.Recv()
+		req, err := stream.Recv()
 		if err != nil {
 			// The client half-closed or went away: either way no more
-			// stdin will come.
-			if s.stdin != nil {
+			// stdin will come from it. A detachable session waits for
+			// the next client instead.
+			if s.stdin != nil && s.detach == nil {
 				s.stdin.writer.Close()
 			}
 			return
@@ -189,6 +210,7 @@ func (s *session) forwardInput(ctx context.Context) {
 				s.stdin.writer.Close()
 			}
 		case *api.AttachRequest_Resize:
+			s.addIn(0)
 			s.resize(ctx, msg.Resize)
 		}
 	}
@@ -198,6 +220,7 @@ func (s *session) writeStdin(data []byte) {
 	if s.stdin == nil {
 		return
 	}
+	s.addIn(len(data))
 	// A failed write means the process is gone or stdin was closed; the
 	// session is ending and the loop keeps reading until it does.
 	_, _ = s.stdin.writer.Write(data)

@@ -175,9 +175,22 @@ type Start struct {
 	Size  *TerminalSize `protobuf:"bytes,6,opt,name=size,proto3" json:"size,omitempty"`
 	// Namespaces of the target to join besides pid: "net", "ipc", "uts".
 	// Unset means all three.
-	Share         []string `protobuf:"bytes,7,rep,name=share,proto3" json:"share,omitempty"`
-	ShareSet      bool     `protobuf:"varint,8,opt,name=share_set,json=shareSet,proto3" json:"share_set,omitempty"`
-	Profile       string   `protobuf:"bytes,9,opt,name=profile,proto3" json:"profile,omitempty"`
+	Share    []string `protobuf:"bytes,7,rep,name=share,proto3" json:"share,omitempty"`
+	ShareSet bool     `protobuf:"varint,8,opt,name=share_set,json=shareSet,proto3" json:"share_set,omitempty"`
+	Profile  string   `protobuf:"bytes,9,opt,name=profile,proto3" json:"profile,omitempty"`
+	// Reason is why the session is opened; it goes to the audit log, and the
+	// agent's policy may require it.
+	Reason string `protobuf:"bytes,20,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Custom is a partial OCI process spec (JSON or YAML) laid over the
+	// profile's.
+	Custom []byte `protobuf:"bytes,21,opt,name=custom,proto3" json:"custom,omitempty"`
+	// Detach keeps the session running when its client goes away, until it
+	// exits, is killed or reaches a limit; the client may leave as soon as
+	// it has Started.
+	Detach bool `protobuf:"varint,22,opt,name=detach,proto3" json:"detach,omitempty"`
+	// Session reattaches to a detached session instead of starting one; the
+	// other fields but size are then ignored.
+	Session       string `protobuf:"bytes,23,opt,name=session,proto3" json:"session,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -271,6 +284,34 @@ func (x *Start) GetShareSet() bool {
 func (x *Start) GetProfile() string {
 	if x != nil {
 		return x.Profile
+	}
+	return ""
+}
+
+func (x *Start) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Start) GetCustom() []byte {
+	if x != nil {
+		return x.Custom
+	}
+	return nil
+}
+
+func (x *Start) GetDetach() bool {
+	if x != nil {
+		return x.Detach
+	}
+	return false
+}
+
+func (x *Start) GetSession() string {
+	if x != nil {
+		return x.Session
 	}
 	return ""
 }
@@ -395,8 +436,14 @@ type Started struct {
 	Session     string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	ContainerId string                 `protobuf:"bytes,2,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// TargetPid is the target's pid inside the joined pid namespace.
-	TargetPid     int32  `protobuf:"varint,3,opt,name=target_pid,json=targetPid,proto3" json:"target_pid,omitempty"`
-	TargetRoot    string `protobuf:"bytes,4,opt,name=target_root,json=targetRoot,proto3" json:"target_root,omitempty"`
+	TargetPid  int32  `protobuf:"varint,3,opt,name=target_pid,json=targetPid,proto3" json:"target_pid,omitempty"`
+	TargetRoot string `protobuf:"bytes,4,opt,name=target_root,json=targetRoot,proto3" json:"target_root,omitempty"`
+	// Warnings are for the user, such as a profile that cannot read /target.
+	Warnings []string `protobuf:"bytes,20,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// Tty and stdin are the session's own, which a reattaching client
+	// follows.
+	Tty           bool `protobuf:"varint,21,opt,name=tty,proto3" json:"tty,omitempty"`
+	Stdin         bool `protobuf:"varint,22,opt,name=stdin,proto3" json:"stdin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -457,6 +504,27 @@ func (x *Started) GetTargetRoot() string {
 		return x.TargetRoot
 	}
 	return ""
+}
+
+func (x *Started) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
+}
+
+func (x *Started) GetTty() bool {
+	if x != nil {
+		return x.Tty
+	}
+	return false
+}
+
+func (x *Started) GetStdin() bool {
+	if x != nil {
+		return x.Stdin
+	}
+	return false
 }
 
 type Exit struct {
@@ -1335,6 +1403,294 @@ func (x *WriteFileResponse) GetSignal() string {
 	return ""
 }
 
+type ListSessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsRequest) Reset() {
+	*x = ListSessionsRequest{}
+	mi := &file_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsRequest) ProtoMessage() {}
+
+func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{17}
+}
+
+// SessionInfo describes one live session.
+type SessionInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Uid and pid of the client, from the agent socket's peer credentials.
+	Uid     uint32   `protobuf:"varint,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Pid     int32    `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	Target  *Target  `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	Profile string   `protobuf:"bytes,5,opt,name=profile,proto3" json:"profile,omitempty"`
+	Image   string   `protobuf:"bytes,6,opt,name=image,proto3" json:"image,omitempty"`
+	Command []string `protobuf:"bytes,7,rep,name=command,proto3" json:"command,omitempty"`
+	Reason  string   `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// StartedUnix is when the session started, in seconds since the epoch.
+	StartedUnix int64 `protobuf:"varint,9,opt,name=started_unix,json=startedUnix,proto3" json:"started_unix,omitempty"`
+	// Detachable sessions outlive their client; attached says one is there.
+	Detachable    bool `protobuf:"varint,10,opt,name=detachable,proto3" json:"detachable,omitempty"`
+	Attached      bool `protobuf:"varint,11,opt,name=attached,proto3" json:"attached,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionInfo) Reset() {
+	*x = SessionInfo{}
+	mi := &file_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionInfo) ProtoMessage() {}
+
+func (x *SessionInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionInfo.ProtoReflect.Descriptor instead.
+func (*SessionInfo) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *SessionInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *SessionInfo) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *SessionInfo) GetTarget() *Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *SessionInfo) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SessionInfo) GetStartedUnix() int64 {
+	if x != nil {
+		return x.StartedUnix
+	}
+	return 0
+}
+
+func (x *SessionInfo) GetDetachable() bool {
+	if x != nil {
+		return x.Detachable
+	}
+	return false
+}
+
+func (x *SessionInfo) GetAttached() bool {
+	if x != nil {
+		return x.Attached
+	}
+	return false
+}
+
+type ListSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      []*SessionInfo         `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSessionsResponse) Reset() {
+	*x = ListSessionsResponse{}
+	mi := &file_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSessionsResponse) ProtoMessage() {}
+
+func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListSessionsResponse) GetSessions() []*SessionInfo {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+type KillSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillSessionRequest) Reset() {
+	*x = KillSessionRequest{}
+	mi := &file_agent_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillSessionRequest) ProtoMessage() {}
+
+func (x *KillSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillSessionRequest.ProtoReflect.Descriptor instead.
+func (*KillSessionRequest) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *KillSessionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type KillSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillSessionResponse) Reset() {
+	*x = KillSessionResponse{}
+	mi := &file_agent_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillSessionResponse) ProtoMessage() {}
+
+func (x *KillSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillSessionResponse.ProtoReflect.Descriptor instead.
+func (*KillSessionResponse) Descriptor() ([]byte, []int) {
+	return file_agent_proto_rawDescGZIP(), []int{21}
+}
+
 var File_agent_proto protoreflect.FileDescriptor
 
 const file_agent_proto_rawDesc = "" +
@@ -1348,7 +1704,7 @@ const file_agent_proto_rawDesc = "" +
 	"\aattempt\x18\x05 \x01(\x05R\aattempt\"<\n" +
 	"\fTerminalSize\x12\x14\n" +
 	"\x05width\x18\x01 \x01(\rR\x05width\x12\x16\n" +
-	"\x06height\x18\x02 \x01(\rR\x06height\"\x8a\x02\n" +
+	"\x06height\x18\x02 \x01(\rR\x06height\"\xec\x02\n" +
 	"\x05Start\x12,\n" +
 	"\x06target\x18\x01 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x14\n" +
@@ -1358,20 +1714,27 @@ const file_agent_proto_rawDesc = "" +
 	"\x04size\x18\x06 \x01(\v2\x1a.nodedebug.v1.TerminalSizeR\x04size\x12\x14\n" +
 	"\x05share\x18\a \x03(\tR\x05share\x12\x1b\n" +
 	"\tshare_set\x18\b \x01(\bR\bshareSet\x12\x18\n" +
-	"\aprofile\x18\t \x01(\tR\aprofile\"\xb0\x01\n" +
+	"\aprofile\x18\t \x01(\tR\aprofile\x12\x16\n" +
+	"\x06reason\x18\x14 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06custom\x18\x15 \x01(\fR\x06custom\x12\x16\n" +
+	"\x06detach\x18\x16 \x01(\bR\x06detach\x12\x18\n" +
+	"\asession\x18\x17 \x01(\tR\asession\"\xb0\x01\n" +
 	"\rAttachRequest\x12+\n" +
 	"\x05start\x18\x01 \x01(\v2\x13.nodedebug.v1.StartH\x00R\x05start\x12\x16\n" +
 	"\x05stdin\x18\x02 \x01(\fH\x00R\x05stdin\x12\x1d\n" +
 	"\tstdin_eof\x18\x03 \x01(\bH\x00R\bstdinEof\x124\n" +
 	"\x06resize\x18\x04 \x01(\v2\x1a.nodedebug.v1.TerminalSizeH\x00R\x06resizeB\x05\n" +
-	"\x03msg\"\x86\x01\n" +
+	"\x03msg\"\xca\x01\n" +
 	"\aStarted\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12!\n" +
 	"\fcontainer_id\x18\x02 \x01(\tR\vcontainerId\x12\x1d\n" +
 	"\n" +
 	"target_pid\x18\x03 \x01(\x05R\ttargetPid\x12\x1f\n" +
 	"\vtarget_root\x18\x04 \x01(\tR\n" +
-	"targetRoot\"4\n" +
+	"targetRoot\x12\x1a\n" +
+	"\bwarnings\x18\x14 \x03(\tR\bwarnings\x12\x10\n" +
+	"\x03tty\x18\x15 \x01(\bR\x03tty\x12\x14\n" +
+	"\x05stdin\x18\x16 \x01(\bR\x05stdin\"4\n" +
 	"\x04Exit\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\xa8\x01\n" +
@@ -1427,13 +1790,36 @@ const file_agent_proto_rawDesc = "" +
 	"\rresolved_path\x18\x01 \x01(\tR\fresolvedPath\x12\x19\n" +
 	"\bin_place\x18\x02 \x01(\bR\ainPlace\x12#\n" +
 	"\rsignalled_pid\x18\x03 \x01(\x05R\fsignalledPid\x12\x16\n" +
-	"\x06signal\x18\x04 \x01(\tR\x06signal2\xf4\x02\n" +
+	"\x06signal\x18\x04 \x01(\tR\x06signal\"\x15\n" +
+	"\x13ListSessionsRequest\"\xb0\x02\n" +
+	"\vSessionInfo\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12,\n" +
+	"\x06target\x18\x04 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x18\n" +
+	"\aprofile\x18\x05 \x01(\tR\aprofile\x12\x14\n" +
+	"\x05image\x18\x06 \x01(\tR\x05image\x12\x18\n" +
+	"\acommand\x18\a \x03(\tR\acommand\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12!\n" +
+	"\fstarted_unix\x18\t \x01(\x03R\vstartedUnix\x12\x1e\n" +
+	"\n" +
+	"detachable\x18\n" +
+	" \x01(\bR\n" +
+	"detachable\x12\x1a\n" +
+	"\battached\x18\v \x01(\bR\battached\"M\n" +
+	"\x14ListSessionsResponse\x125\n" +
+	"\bsessions\x18\x01 \x03(\v2\x19.nodedebug.v1.SessionInfoR\bsessions\"$\n" +
+	"\x12KillSessionRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x15\n" +
+	"\x13KillSessionResponse2\x9f\x04\n" +
 	"\x05Agent\x12G\n" +
 	"\x06Attach\x12\x1b.nodedebug.v1.AttachRequest\x1a\x1c.nodedebug.v1.AttachResponse(\x010\x01\x12A\n" +
 	"\x04Copy\x12\x19.nodedebug.v1.CopyRequest\x1a\x1a.nodedebug.v1.CopyResponse(\x010\x01\x12I\n" +
 	"\bReadFile\x12\x1d.nodedebug.v1.ReadFileRequest\x1a\x1e.nodedebug.v1.ReadFileResponse\x12L\n" +
 	"\tWriteFile\x12\x1e.nodedebug.v1.WriteFileRequest\x1a\x1f.nodedebug.v1.WriteFileResponse\x12F\n" +
-	"\aRuntime\x12\x1c.nodedebug.v1.RuntimeRequest\x1a\x1d.nodedebug.v1.RuntimeResponseB(Z&github.com/nodedebug/nodedebug/api;apib\x06proto3"
+	"\aRuntime\x12\x1c.nodedebug.v1.RuntimeRequest\x1a\x1d.nodedebug.v1.RuntimeResponse\x12U\n" +
+	"\fListSessions\x12!.nodedebug.v1.ListSessionsRequest\x1a\".nodedebug.v1.ListSessionsResponse\x12R\n" +
+	"\vKillSession\x12 .nodedebug.v1.KillSessionRequest\x1a!.nodedebug.v1.KillSessionResponseB(Z&github.com/nodedebug/nodedebug/api;apib\x06proto3"
 
 var (
 	file_agent_proto_rawDescOnce sync.Once
@@ -1447,25 +1833,30 @@ func file_agent_proto_rawDescGZIP() []byte {
 	return file_agent_proto_rawDescData
 }
 
-var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_agent_proto_goTypes = []any{
-	(*Target)(nil),            // 0: nodedebug.v1.Target
-	(*TerminalSize)(nil),      // 1: nodedebug.v1.TerminalSize
-	(*Start)(nil),             // 2: nodedebug.v1.Start
-	(*AttachRequest)(nil),     // 3: nodedebug.v1.AttachRequest
-	(*Started)(nil),           // 4: nodedebug.v1.Started
-	(*Exit)(nil),              // 5: nodedebug.v1.Exit
-	(*AttachResponse)(nil),    // 6: nodedebug.v1.AttachResponse
-	(*CopyHeader)(nil),        // 7: nodedebug.v1.CopyHeader
-	(*CopyRequest)(nil),       // 8: nodedebug.v1.CopyRequest
-	(*CopyResponse)(nil),      // 9: nodedebug.v1.CopyResponse
-	(*CopyDone)(nil),          // 10: nodedebug.v1.CopyDone
-	(*RuntimeRequest)(nil),    // 11: nodedebug.v1.RuntimeRequest
-	(*RuntimeResponse)(nil),   // 12: nodedebug.v1.RuntimeResponse
-	(*ReadFileRequest)(nil),   // 13: nodedebug.v1.ReadFileRequest
-	(*ReadFileResponse)(nil),  // 14: nodedebug.v1.ReadFileResponse
-	(*WriteFileRequest)(nil),  // 15: nodedebug.v1.WriteFileRequest
-	(*WriteFileResponse)(nil), // 16: nodedebug.v1.WriteFileResponse
+	(*Target)(nil),               // 0: nodedebug.v1.Target
+	(*TerminalSize)(nil),         // 1: nodedebug.v1.TerminalSize
+	(*Start)(nil),                // 2: nodedebug.v1.Start
+	(*AttachRequest)(nil),        // 3: nodedebug.v1.AttachRequest
+	(*Started)(nil),              // 4: nodedebug.v1.Started
+	(*Exit)(nil),                 // 5: nodedebug.v1.Exit
+	(*AttachResponse)(nil),       // 6: nodedebug.v1.AttachResponse
+	(*CopyHeader)(nil),           // 7: nodedebug.v1.CopyHeader
+	(*CopyRequest)(nil),          // 8: nodedebug.v1.CopyRequest
+	(*CopyResponse)(nil),         // 9: nodedebug.v1.CopyResponse
+	(*CopyDone)(nil),             // 10: nodedebug.v1.CopyDone
+	(*RuntimeRequest)(nil),       // 11: nodedebug.v1.RuntimeRequest
+	(*RuntimeResponse)(nil),      // 12: nodedebug.v1.RuntimeResponse
+	(*ReadFileRequest)(nil),      // 13: nodedebug.v1.ReadFileRequest
+	(*ReadFileResponse)(nil),     // 14: nodedebug.v1.ReadFileResponse
+	(*WriteFileRequest)(nil),     // 15: nodedebug.v1.WriteFileRequest
+	(*WriteFileResponse)(nil),    // 16: nodedebug.v1.WriteFileResponse
+	(*ListSessionsRequest)(nil),  // 17: nodedebug.v1.ListSessionsRequest
+	(*SessionInfo)(nil),          // 18: nodedebug.v1.SessionInfo
+	(*ListSessionsResponse)(nil), // 19: nodedebug.v1.ListSessionsResponse
+	(*KillSessionRequest)(nil),   // 20: nodedebug.v1.KillSessionRequest
+	(*KillSessionResponse)(nil),  // 21: nodedebug.v1.KillSessionResponse
 }
 var file_agent_proto_depIdxs = []int32{
 	0,  // 0: nodedebug.v1.Start.target:type_name -> nodedebug.v1.Target
@@ -1479,21 +1870,27 @@ var file_agent_proto_depIdxs = []int32{
 	10, // 8: nodedebug.v1.CopyResponse.done:type_name -> nodedebug.v1.CopyDone
 	0,  // 9: nodedebug.v1.ReadFileRequest.target:type_name -> nodedebug.v1.Target
 	0,  // 10: nodedebug.v1.WriteFileRequest.target:type_name -> nodedebug.v1.Target
-	3,  // 11: nodedebug.v1.Agent.Attach:input_type -> nodedebug.v1.AttachRequest
-	8,  // 12: nodedebug.v1.Agent.Copy:input_type -> nodedebug.v1.CopyRequest
-	13, // 13: nodedebug.v1.Agent.ReadFile:input_type -> nodedebug.v1.ReadFileRequest
-	15, // 14: nodedebug.v1.Agent.WriteFile:input_type -> nodedebug.v1.WriteFileRequest
-	11, // 15: nodedebug.v1.Agent.Runtime:input_type -> nodedebug.v1.RuntimeRequest
-	6,  // 16: nodedebug.v1.Agent.Attach:output_type -> nodedebug.v1.AttachResponse
-	9,  // 17: nodedebug.v1.Agent.Copy:output_type -> nodedebug.v1.CopyResponse
-	14, // 18: nodedebug.v1.Agent.ReadFile:output_type -> nodedebug.v1.ReadFileResponse
-	16, // 19: nodedebug.v1.Agent.WriteFile:output_type -> nodedebug.v1.WriteFileResponse
-	12, // 20: nodedebug.v1.Agent.Runtime:output_type -> nodedebug.v1.RuntimeResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	0,  // 11: nodedebug.v1.SessionInfo.target:type_name -> nodedebug.v1.Target
+	18, // 12: nodedebug.v1.ListSessionsResponse.sessions:type_name -> nodedebug.v1.SessionInfo
+	3,  // 13: nodedebug.v1.Agent.Attach:input_type -> nodedebug.v1.AttachRequest
+	8,  // 14: nodedebug.v1.Agent.Copy:input_type -> nodedebug.v1.CopyRequest
+	13, // 15: nodedebug.v1.Agent.ReadFile:input_type -> nodedebug.v1.ReadFileRequest
+	15, // 16: nodedebug.v1.Agent.WriteFile:input_type -> nodedebug.v1.WriteFileRequest
+	11, // 17: nodedebug.v1.Agent.Runtime:input_type -> nodedebug.v1.RuntimeRequest
+	17, // 18: nodedebug.v1.Agent.ListSessions:input_type -> nodedebug.v1.ListSessionsRequest
+	20, // 19: nodedebug.v1.Agent.KillSession:input_type -> nodedebug.v1.KillSessionRequest
+	6,  // 20: nodedebug.v1.Agent.Attach:output_type -> nodedebug.v1.AttachResponse
+	9,  // 21: nodedebug.v1.Agent.Copy:output_type -> nodedebug.v1.CopyResponse
+	14, // 22: nodedebug.v1.Agent.ReadFile:output_type -> nodedebug.v1.ReadFileResponse
+	16, // 23: nodedebug.v1.Agent.WriteFile:output_type -> nodedebug.v1.WriteFileResponse
+	12, // 24: nodedebug.v1.Agent.Runtime:output_type -> nodedebug.v1.RuntimeResponse
+	19, // 25: nodedebug.v1.Agent.ListSessions:output_type -> nodedebug.v1.ListSessionsResponse
+	21, // 26: nodedebug.v1.Agent.KillSession:output_type -> nodedebug.v1.KillSessionResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_agent_proto_init() }
@@ -1528,7 +1925,7 @@ func file_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_proto_rawDesc), len(file_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

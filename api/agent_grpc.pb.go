@@ -27,11 +27,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Agent_Attach_FullMethodName    = "/nodedebug.v1.Agent/Attach"
-	Agent_Copy_FullMethodName      = "/nodedebug.v1.Agent/Copy"
-	Agent_ReadFile_FullMethodName  = "/nodedebug.v1.Agent/ReadFile"
-	Agent_WriteFile_FullMethodName = "/nodedebug.v1.Agent/WriteFile"
-	Agent_Runtime_FullMethodName   = "/nodedebug.v1.Agent/Runtime"
+	Agent_Attach_FullMethodName       = "/nodedebug.v1.Agent/Attach"
+	Agent_Copy_FullMethodName         = "/nodedebug.v1.Agent/Copy"
+	Agent_ReadFile_FullMethodName     = "/nodedebug.v1.Agent/ReadFile"
+	Agent_WriteFile_FullMethodName    = "/nodedebug.v1.Agent/WriteFile"
+	Agent_Runtime_FullMethodName      = "/nodedebug.v1.Agent/Runtime"
+	Agent_ListSessions_FullMethodName = "/nodedebug.v1.Agent/ListSessions"
+	Agent_KillSession_FullMethodName  = "/nodedebug.v1.Agent/KillSession"
 )
 
 // AgentClient is the client API for Agent service.
@@ -49,6 +51,10 @@ type AgentClient interface {
 	WriteFile(ctx context.Context, in *WriteFileRequest, opts ...grpc.CallOption) (*WriteFileResponse, error)
 	// Runtime reports which container runtime the agent talks to.
 	Runtime(ctx context.Context, in *RuntimeRequest, opts ...grpc.CallOption) (*RuntimeResponse, error)
+	// ListSessions reports the live sessions on this agent.
+	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
+	// KillSession ends a live session and removes its tool container.
+	KillSession(ctx context.Context, in *KillSessionRequest, opts ...grpc.CallOption) (*KillSessionResponse, error)
 }
 
 type agentClient struct {
@@ -115,6 +121,26 @@ func (c *agentClient) Runtime(ctx context.Context, in *RuntimeRequest, opts ...g
 	return out, nil
 }
 
+func (c *agentClient) ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSessionsResponse)
+	err := c.cc.Invoke(ctx, Agent_ListSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentClient) KillSession(ctx context.Context, in *KillSessionRequest, opts ...grpc.CallOption) (*KillSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KillSessionResponse)
+	err := c.cc.Invoke(ctx, Agent_KillSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServer is the server API for Agent service.
 // All implementations must embed UnimplementedAgentServer
 // for forward compatibility.
@@ -130,6 +156,10 @@ type AgentServer interface {
 	WriteFile(context.Context, *WriteFileRequest) (*WriteFileResponse, error)
 	// Runtime reports which container runtime the agent talks to.
 	Runtime(context.Context, *RuntimeRequest) (*RuntimeResponse, error)
+	// ListSessions reports the live sessions on this agent.
+	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
+	// KillSession ends a live session and removes its tool container.
+	KillSession(context.Context, *KillSessionRequest) (*KillSessionResponse, error)
 	mustEmbedUnimplementedAgentServer()
 }
 
@@ -154,6 +184,12 @@ func (UnimplementedAgentServer) WriteFile(context.Context, *WriteFileRequest) (*
 }
 func (UnimplementedAgentServer) Runtime(context.Context, *RuntimeRequest) (*RuntimeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Runtime not implemented")
+}
+func (UnimplementedAgentServer) ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSessions not implemented")
+}
+func (UnimplementedAgentServer) KillSession(context.Context, *KillSessionRequest) (*KillSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KillSession not implemented")
 }
 func (UnimplementedAgentServer) mustEmbedUnimplementedAgentServer() {}
 func (UnimplementedAgentServer) testEmbeddedByValue()               {}
@@ -244,6 +280,42 @@ func _Agent_Runtime_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Agent_ListSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).ListSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_ListSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).ListSessions(ctx, req.(*ListSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Agent_KillSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KillSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServer).KillSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Agent_KillSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServer).KillSession(ctx, req.(*KillSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Agent_ServiceDesc is the grpc.ServiceDesc for Agent service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -262,6 +334,14 @@ var Agent_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Runtime",
 			Handler:    _Agent_Runtime_Handler,
+		},
+		{
+			MethodName: "ListSessions",
+			Handler:    _Agent_ListSessions_Handler,
+		},
+		{
+			MethodName: "KillSession",
+			Handler:    _Agent_KillSession_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +24,10 @@ type AgentOptions struct {
 	StateDir        string
 	OCIRuntime      string
 	LogLevel        string
+	Config          string
+	AuditLog        string
+	AuditStdout     bool
+	MetricsListen   string
 
 	Streams
 }
@@ -37,6 +43,15 @@ func (o *AgentOptions) Run(ctx context.Context) error {
 	listen, err := cri.SocketPath(o.Listen)
 	if err != nil {
 		return usageError("--listen: %v", err)
+	}
+
+	policy, err := o.policy()
+	if err != nil {
+		return err
+	}
+	var auditStdout io.Writer
+	if o.AuditStdout {
+		auditStdout = o.Out
 	}
 
 	// The lock comes first: an agent that cannot own the socket must not
@@ -56,6 +71,9 @@ func (o *AgentOptions) Run(ctx context.Context) error {
 		ToolboxImage:    o.ToolboxImage,
 		StateDir:        o.StateDir,
 		OCIRuntime:      o.OCIRuntime,
+		Policy:          policy,
+		AuditLog:        o.AuditLog,
+		AuditStdout:     auditStdout,
 		Log:             log,
 	})
 	if err != nil {
@@ -63,7 +81,35 @@ func (o *AgentOptions) Run(ctx context.Context) error {
 	}
 	defer a.Close()
 
+	if err := o.serveMetrics(ctx, a); err != nil {
+		return err
+	}
+
 	return a.Serve(ctx, listen)
+}
+
+// policy reads --config over the defaults; the agent's own namespace comes
+// from POD_NAMESPACE, which the DaemonSet sets.
+func (o *AgentOptions) policy() (agent.Policy, error) {
+	namespace := os.Getenv("POD_NAMESPACE")
+	if namespace == "" {
+		namespace = agent.DefaultAgentNamespace
+	}
+	if o.Config == "" {
+		return agent.DefaultPolicy(namespace), nil
+	}
+	return agent.LoadPolicy(o.Config, namespace)
+}
+
+func (o *AgentOptions) serveMetrics(ctx context.Context, a *agent.Agent) error {
+	if o.MetricsListen == "" {
+		return nil
+	}
+	addr, err := agent.MetricsAddress(o.MetricsListen)
+	if err != nil {
+		return usageError("--metrics-listen: %v", err)
+	}
+	return a.ServeMetrics(ctx, addr)
 }
 
 func newAgentCommand(streams Streams) *cobra.Command {
@@ -91,5 +137,10 @@ func newAgentCommand(streams Streams) *cobra.Command {
 		"folder the runtime reaches by path (stdio FIFOs, tool init); a host folder at the same path")
 	flags.StringVar(&o.OCIRuntime, "oci-runtime", "", "OCI runtime binary for tool containers (default: containerd's)")
 	flags.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	flags.StringVar(&o.Config, "config", "", "policy file (YAML or JSON); see the README for its fields and defaults")
+	flags.StringVar(&o.AuditLog, "audit-log", agent.DefaultAuditLog, "file the audit records are appended to")
+	flags.BoolVar(&o.AuditStdout, "audit-stdout", false, "also write every audit record to stdout")
+	flags.StringVar(&o.MetricsListen, "metrics-listen", "",
+		"serve Prometheus metrics on HOST:PORT; :PORT means 127.0.0.1:PORT (default: off)")
 	return cmd
 }

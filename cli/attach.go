@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/nodedebug/nodedebug/agent"
 	"github.com/nodedebug/nodedebug/api"
 )
 
@@ -33,6 +34,16 @@ type AttachOptions struct {
 	Exited  bool
 	Attempt int
 
+	Reason string
+
+	// Detach leaves the session running once it started; Session
+	// reattaches to such a session instead of starting one.
+	Detach  bool
+	Session string
+	// CustomFile is --custom; Custom is its content, read by Complete.
+	CustomFile string
+	Custom     []byte
+
 	Agent string
 
 	Streams
@@ -48,6 +59,9 @@ type Streams struct {
 
 // Complete fills the target from POD[/CONTAINER] and the command after --.
 func (o *AttachOptions) Complete(args []string, dashAt int) error {
+	if o.Session != "" {
+		return o.completeReattach(args)
+	}
 	if len(args) == 0 {
 		return usageError("attach needs a pod: nodedebug attach POD[/CONTAINER] [-- COMMAND...]")
 	}
@@ -70,12 +84,33 @@ func (o *AttachOptions) Complete(args []string, dashAt int) error {
 	}
 	o.Pod, o.Container = pod, container
 
+	if o.CustomFile != "" {
+		if o.Custom, err = os.ReadFile(o.CustomFile); err != nil {
+			return usageError("--custom: %v", err)
+		}
+	}
+
 	// With no command, the user wants the toolbox's shell: interactive, and
 	// on a terminal when there is one.
 	if len(o.Command) == 0 && !o.Stdin {
 		o.Stdin = true
 		o.TTY = o.TTY || isTerminal(o.In)
 	}
+	// A detached shell gets a terminal of its own, for whoever reattaches.
+	if o.Detach && len(o.Command) == 0 {
+		o.TTY = true
+	}
+	return nil
+}
+
+// completeReattach takes the terminal from the session; stdin is passed
+// when the session has one.
+func (o *AttachOptions) completeReattach(args []string) error {
+	if len(args) > 0 {
+		return usageError("--session reattaches to a running session; give no POD or command")
+	}
+	o.Stdin = true
+	o.TTY = o.TTY || isTerminal(o.In)
 	return nil
 }
 
@@ -103,8 +138,16 @@ func (o *AttachOptions) Validate() error {
 	if o.Namespace == "" {
 		return usageError("the namespace is empty; pass -n NAMESPACE")
 	}
+	if o.Detach && o.Session != "" {
+		return usageError("--detach starts a session and --session reattaches to one; pick one")
+	}
 	if o.Attempt >= 0 && !o.Exited {
 		return usageError("--attempt picks an exited attempt; add --exited")
+	}
+	if len(o.Custom) > 0 {
+		if _, err := agent.ParseCustom(o.Custom); err != nil {
+			return usageError("--custom %s: %v", o.CustomFile, err)
+		}
 	}
 	for _, name := range o.Share {
 		if name != "net" && name != "ipc" && name != "uts" {
@@ -144,7 +187,8 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 
 // terminal returns the local terminal when -t can be honoured.
 func (o *AttachOptions) terminal() *localTerminal {
-	if !o.TTY {
+	// A detached session's terminal is remote only.
+	if !o.TTY || o.Detach {
 		return nil
 	}
 
@@ -168,10 +212,14 @@ func (o *AttachOptions) start(t *localTerminal) *api.Start {
 		Command:  o.Command,
 		Image:    o.Image,
 		Stdin:    o.Stdin,
-		Tty:      t != nil,
+		Tty:      t != nil || (o.Detach && o.TTY),
 		Share:    o.Share,
 		ShareSet: o.ShareSet,
 		Profile:  o.Profile,
+		Reason:   o.Reason,
+		Custom:   o.Custom,
+		Detach:   o.Detach,
+		Session:  o.Session,
 	}
 	if t != nil {
 		start.Size = t.size()
@@ -193,6 +241,19 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 	if first.GetStarted() == nil {
 		return fmt.Errorf("agent at %s answered the attach with %T instead of Started", o.Agent, first.Msg)
 	}
+	started := first.GetStarted()
+	for _, warning := range started.Warnings {
+		fmt.Fprintf(o.ErrOut, "nodedebug: warning: %s\n", warning)
+	}
+	if o.Detach {
+		// Leaving closes the stream; the agent keeps the session.
+		fmt.Fprintf(o.Out, "session %s is running detached; reattach with: nodedebug attach --session %s\n",
+			started.Session, started.Session)
+		return nil
+	}
+	if o.Session != "" {
+		t = o.follow(started, t)
+	}
 
 	if t != nil {
 		// Raw mode only when keystrokes go to the remote side: with -t
@@ -210,6 +271,18 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 		go forwardStdin(o.In, out)
 	}
 	return o.receive(stream)
+}
+
+// follow adopts a reattached session's terminal and stdin.
+func (o *AttachOptions) follow(started *api.Started, t *localTerminal) *localTerminal {
+	o.Stdin = started.Stdin
+	if !started.Tty {
+		return nil
+	}
+	if t == nil {
+		fmt.Fprintln(o.ErrOut, "nodedebug: warning: the session has a terminal but stdin is not one")
+	}
+	return t
 }
 
 func (o *AttachOptions) receive(stream api.Agent_AttachClient) error {

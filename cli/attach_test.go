@@ -62,6 +62,26 @@ func TestAttachWithoutCommandIsInteractive(t *testing.T) {
 	}
 }
 
+func TestAttachDetachedShellGetsATerminal(t *testing.T) {
+	o := &AttachOptions{Namespace: "default", Attempt: -1, Detach: true, Streams: Streams{In: strings.NewReader("")}}
+	if err := o.Complete([]string{"web"}, -1); err != nil {
+		t.Fatal(err)
+	}
+	if !o.Stdin || !o.TTY || o.terminal() != nil {
+		t.Fatalf("stdin %v tty %v: a detached shell needs stdin and a remote terminal only", o.Stdin, o.TTY)
+	}
+}
+
+func TestAttachReattachTakesNoTarget(t *testing.T) {
+	o := &AttachOptions{Namespace: "default", Attempt: -1, Session: "a1", Streams: Streams{In: strings.NewReader("")}}
+	if err := o.Complete([]string{"web"}, -1); err == nil {
+		t.Fatal("--session with a pod was accepted")
+	}
+	if err := o.Complete(nil, -1); err != nil || !o.Stdin {
+		t.Fatalf("--session alone: %v, stdin %v", err, o.Stdin)
+	}
+}
+
 func TestAttachValidate(t *testing.T) {
 	tests := []struct {
 		name string
@@ -73,6 +93,9 @@ func TestAttachValidate(t *testing.T) {
 		{name: "attempt without exited", o: AttachOptions{Namespace: "default", Attempt: 2}},
 		{name: "empty namespace", o: AttachOptions{Attempt: -1}},
 		{name: "unknown namespace kind", o: AttachOptions{Namespace: "default", Attempt: -1, Share: []string{"mnt"}}},
+		{name: "detach and reattach at once", o: AttachOptions{Namespace: "default", Attempt: -1, Detach: true, Session: "a1"}},
+		{name: "custom spec with args", o: AttachOptions{Namespace: "default", Attempt: -1, Custom: []byte(`{"args":["sh"]}`)}},
+		{name: "custom spec", o: AttachOptions{Namespace: "default", Attempt: -1, Custom: []byte("user: {uid: 1}\n")}, ok: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,6 +60,8 @@ func newRootCommand(streams Streams) *cobra.Command {
 		newInitCommand(streams),
 		newNsenterInitCommand(streams),
 		newPauseCommand(),
+		newSessionsCommand(streams),
+		newKillCommand(streams),
 	)
 	return root
 }
@@ -101,6 +103,10 @@ itself failed (agent unreachable, target not found or not running);
 	flags.BoolVar(&o.Exited, "exited", false, "inspect the filesystem of an exited container")
 	flags.IntVar(&o.Attempt, "attempt", -1, "with --exited, the restart attempt to inspect (default: the newest)")
 	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
+	flags.StringVar(&o.Reason, "reason", "", "why you are debugging; recorded in the agent's audit log")
+	flags.StringVar(&o.CustomFile, "custom", "", "partial OCI process spec (JSON or YAML) laid over the profile")
+	flags.BoolVar(&o.Detach, "detach", false, "start the session, print its id and leave it running")
+	flags.StringVar(&o.Session, "session", "", "reattach to a session started with --detach")
 	return cmd
 }
 

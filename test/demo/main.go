@@ -154,7 +154,8 @@ func startAgent(ctx context.Context, binary, containerdSocket, socket, toolbox, 
 	}
 
 	cmd := exec.Command(binary, "agent", "--runtime-endpoint", "unix://"+containerdSocket,
-		"--listen", socket, "--toolbox-tar", toolbox, "--state-dir", filepath.Join(dir, "state"))
+		"--listen", socket, "--toolbox-tar", toolbox, "--state-dir", filepath.Join(dir, "state"),
+		"--audit-log", filepath.Join(dir, "audit.log"))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return nil, err

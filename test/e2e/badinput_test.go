@@ -107,7 +107,7 @@ func TestAgentRefusesBadRuntimeEndpoints(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.run(t, nil, "agent", "--runtime-endpoint", tt.endpoint, "--listen", tt.listen,
-				"--state-dir", filepath.Join(dir, "state"))
+				"--state-dir", filepath.Join(dir, "state"), "--audit-log", filepath.Join(dir, "audit.log"))
 			requireCode(t, r, exitFailure)
 			if !strings.Contains(string(r.stderr), tt.want) {
 				t.Fatalf("want %q in the agent's error, got %s", tt.want, r)

@@ -163,6 +163,7 @@ func (s *suite) agentArgs() []string {
 		"--listen", s.agentSocket(),
 		"--toolbox-tar", s.images.Toolbox.Path,
 		"--state-dir", filepath.Join(s.dir, "state"),
+		"--audit-log", filepath.Join(s.dir, "audit.log"),
 		"--log-level", "debug",
 	}
 }
