@@ -36,7 +36,8 @@ func (a *Agent) Serve(ctx context.Context, path string) error {
 	defer os.Remove(path)
 
 	// The peer credentials tell every call which uid and pid is calling.
-	server := grpc.NewServer(append(streamWindows(), grpc.Creds(peerCredentials{}))...)
+	opts := append(streamWindows(), grpc.Creds(peerCredentials{}))
+	server := grpc.NewServer(append(opts, recoverCalls(a.log)...)...)
 	api.RegisterAgentServer(server, &service{agent: a})
 
 	served := make(chan error, 1)
