@@ -86,13 +86,16 @@ func (l *nsenterLauncher) launch(ctx context.Context, req *toolRequest) (tool, e
 	}
 
 	targetPid, err := nsPid(in.TargetPid)
+	markSpan(ctx, "prepare")
 	if err != nil {
 		return nil, err
 	}
 
 	t := &nsenterTool{id: req.id, exited: make(chan struct{}), done: make(chan struct{})}
 	cmd := l.command(in, targetPid)
-	if err := t.startChild(ctx, cmd, req, in); err != nil {
+	err = t.startChild(ctx, cmd, req, in)
+	markSpan(ctx, "fork_and_enter")
+	if err != nil {
 		return t, fmt.Errorf("enter the namespaces of pid %d for tool %s: %w", in.TargetPid, req.id, err)
 	}
 	return t, nil

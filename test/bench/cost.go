@@ -61,9 +61,11 @@ func (b *bench) idleMemory(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) cpuRows(samples [][]sample, agentCPU time.Duration) {
-	n := float64(len(samples[0]))
-	b.add(row{Metric: "agent CPU per session", Unit: "ms", Ours: ms(agentCPU) / n,
+// cpuRows reports one agent's CPU and its client's over the latency runs.
+func (b *bench) cpuRows(path string, ours, crictl []sample, agentCPU time.Duration) {
+	n := float64(len(ours))
+	b.add(row{Metric: fmt.Sprintf("agent CPU per session, %s", path), Unit: "ms",
+		Ours: ms(agentCPU) / n,
 		Note: "agent process only, over the latency runs, cleanup included; " +
 			"containerd, shim and runc CPU are not counted"})
 
@@ -74,8 +76,8 @@ func (b *bench) cpuRows(samples [][]sample, agentCPU time.Duration) {
 		}
 		return ms(total) / float64(len(ss))
 	}
-	b.add(row{Metric: "client CPU per session", Unit: "ms", Ours: cli(samples[0])}.
-		withPeer("crictl exec", cli(samples[1])))
+	b.add(row{Metric: fmt.Sprintf("client CPU per session, %s", path), Unit: "ms",
+		Ours: cli(ours)}.withPeer("crictl exec", cli(crictl)))
 }
 
 // loadedMemory samples the agent's RSS while sessions run at once and

@@ -22,8 +22,9 @@ import (
 // podNamespace holds the benchmark's pods.
 const podNamespace = "bench"
 
-// env is one private containerd, one agent and one target pod, shared by
-// every measurement.
+// env is one private containerd, two agents and one target pod, shared by
+// every measurement. Both agents use the same containerd and target: agent
+// starts tools through containerd, nsAgent through the nsenter path.
 type env struct {
 	cfg        config
 	dir        string
@@ -31,6 +32,7 @@ type env struct {
 	images     harness.Images
 	containerd *harness.Containerd
 	agent      *agentProcess
+	nsAgent    *agentProcess
 	target     *harness.Pod
 	// targetPid is the host pid of the target container's process.
 	targetPid int
@@ -75,7 +77,10 @@ func (e *env) start(ctx context.Context) error {
 	if err := e.startTarget(ctx); err != nil {
 		return err
 	}
-	e.agent, err = e.startAgent(ctx)
+	if e.agent, err = e.startAgent(ctx, "containerd"); err != nil {
+		return err
+	}
+	e.nsAgent, err = e.startAgent(ctx, "nsenter")
 	return err
 }
 
@@ -137,8 +142,10 @@ func (e *env) targetID() string {
 }
 
 func (e *env) stop() {
-	if e.agent != nil {
-		e.agent.stop()
+	for _, a := range []*agentProcess{e.agent, e.nsAgent} {
+		if a != nil {
+			a.stop()
+		}
 	}
 	if e.containerd != nil {
 		if err := e.containerd.Stop(); err != nil {
@@ -151,16 +158,21 @@ func (e *env) stop() {
 // agentProcess is a running `nodedebug agent` logging JSON at debug level
 // to a file, which the benchmark reads timings from.
 type agentProcess struct {
+	// path is the agent's --path: how it starts tool processes.
+	path    string
 	cmd     *exec.Cmd
 	logPath string
 	socket  string
 	exited  chan struct{}
 }
 
-func (e *env) startAgent(ctx context.Context) (*agentProcess, error) {
+// startAgent runs an agent with --path path, with its own socket, log and
+// state folder.
+func (e *env) startAgent(ctx context.Context, path string) (*agentProcess, error) {
 	a := &agentProcess{
-		logPath: filepath.Join(e.dir, "agent.log"),
-		socket:  filepath.Join(e.dir, "agent.sock"),
+		path:    path,
+		logPath: filepath.Join(e.dir, "agent-"+path+".log"),
+		socket:  filepath.Join(e.dir, "agent-"+path+".sock"),
 		exited:  make(chan struct{}),
 	}
 	logFile, err := os.Create(a.logPath)
@@ -173,11 +185,12 @@ func (e *env) startAgent(ctx context.Context) (*agentProcess, error) {
 		"--runtime-endpoint", "unix://"+e.containerd.Socket,
 		"--listen", a.socket,
 		"--toolbox-tar", e.images.Toolbox.Path,
-		"--state-dir", filepath.Join(e.dir, "state"),
+		"--state-dir", filepath.Join(e.dir, "state-"+path),
+		"--path", path,
 		"--log-level", "debug")
 	a.cmd.Stdout, a.cmd.Stderr = logFile, logFile
 	if err := a.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start agent: %w", err)
+		return nil, fmt.Errorf("start %s agent: %w", path, err)
 	}
 	go func() {
 		_ = a.cmd.Wait()

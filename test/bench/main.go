@@ -61,7 +61,8 @@ func run() error {
 	}
 	defer e.stop()
 
-	b := &bench{env: e, log: log, report: &report{Config: cfg.describe(), Extra: map[string]float64{}}}
+	b := &bench{env: e, log: log, report: &report{Config: cfg.describe(),
+		Profiles: map[string][]step{}, Extra: map[string]float64{}}}
 	b.report.Machine = describeMachine(e.containerd.Version)
 	b.runAll(ctx)
 	b.report.Extra["total_seconds"] = time.Since(started).Seconds()

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -42,12 +44,13 @@ func (r row) judged(target string, met bool) row {
 
 // report is everything one run measured, as written to the JSON file.
 type report struct {
-	Machine machine            `json:"machine"`
-	Config  map[string]any     `json:"config"`
-	Rows    []row              `json:"rows"`
-	Profile []step             `json:"attach_profile"`
-	Errors  []string           `json:"errors,omitempty"`
-	Extra   map[string]float64 `json:"extra,omitempty"`
+	Machine machine        `json:"machine"`
+	Config  map[string]any `json:"config"`
+	Rows    []row          `json:"rows"`
+	// Profiles holds the median attach steps per agent path.
+	Profiles map[string][]step  `json:"attach_profiles"`
+	Errors   []string           `json:"errors,omitempty"`
+	Extra    map[string]float64 `json:"extra,omitempty"`
 }
 
 // step is the median time of one step of an attach, from the agent's log.
@@ -103,11 +106,14 @@ func (r *report) writeTable(w io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintf(w, "\nattach steps in the agent (median ms):")
-	for _, s := range r.Profile {
-		fmt.Fprintf(w, " %s %.1f", s.Name, s.MedianMs)
-	}
 	fmt.Fprintln(w)
+	for _, path := range slices.Sorted(maps.Keys(r.Profiles)) {
+		fmt.Fprintf(w, "attach steps, %s path (median ms):", path)
+		for _, s := range r.Profiles[path] {
+			fmt.Fprintf(w, " %s %.1f", s.Name, s.MedianMs)
+		}
+		fmt.Fprintln(w)
+	}
 	for _, row := range r.Rows {
 		if row.Note != "" {
 			fmt.Fprintf(w, "- %s: %s\n", row.Metric, row.Note)

@@ -61,9 +61,14 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// attachArgs is `nodedebug attach` of the target pod with a command.
+// attachArgs is `nodedebug attach` of the target pod with a command,
+// through the containerd-path agent.
 func (e *env) attachArgs(target string, stdin bool, command ...string) []string {
-	args := []string{"attach", "--agent", "unix://" + e.agent.socket, "-n", podNamespace}
+	return e.agent.attachArgs(target, stdin, command...)
+}
+
+func (a *agentProcess) attachArgs(target string, stdin bool, command ...string) []string {
+	args := []string{"attach", "--agent", "unix://" + a.socket, "-n", podNamespace}
 	if stdin {
 		args = append(args, "-i")
 	}
@@ -72,7 +77,13 @@ func (e *env) attachArgs(target string, stdin bool, command ...string) []string 
 }
 
 func (e *env) attach(ctx context.Context, stdin io.Reader, stdout io.Writer, command ...string) sample {
-	return runCmd(ctx, stdin, stdout, e.binary, e.attachArgs("target/app", stdin != nil, command...)...)
+	return e.attachVia(ctx, e.agent, stdin, stdout, command...)
+}
+
+// attachVia attaches to the target through the given agent.
+func (e *env) attachVia(ctx context.Context, a *agentProcess, stdin io.Reader, stdout io.Writer,
+	command ...string) sample {
+	return runCmd(ctx, stdin, stdout, e.binary, a.attachArgs("target/app", stdin != nil, command...)...)
 }
 
 // crictlExec runs `crictl exec` in the target container, through the CRI

@@ -36,43 +36,75 @@ func mbps(n int64, d time.Duration) float64 {
 	return float64(n) / 1e6 / d.Seconds()
 }
 
-// streaming reads the same stdout through nodedebug and crictl exec,
-// alternating which goes first.
+// streamer is one way of running a command with its output or input
+// piped through.
+type streamer struct {
+	name  string
+	agent *agentProcess // nil for the peer
+	run   func(stdin io.Reader, stdout io.Writer, command ...string) sample
+}
+
+// streamers are both agents and crictl exec, in that order.
+func (b *bench) streamers(ctx context.Context) []streamer {
+	e := b.env
+	via := func(a *agentProcess) streamer {
+		return streamer{name: "nodedebug " + a.path, agent: a,
+			run: func(in io.Reader, out io.Writer, command ...string) sample {
+				return e.attachVia(ctx, a, in, out, command...)
+			}}
+	}
+	return []streamer{via(e.agent), via(e.nsAgent), {name: "crictl exec",
+		run: func(in io.Reader, out io.Writer, command ...string) sample {
+			return e.crictlExec(ctx, in, out, command...)
+		}}}
+}
+
+// streaming reads the same stdout through both agents and crictl exec,
+// rotating which goes first.
 func (b *bench) streaming(ctx context.Context) error {
 	size := b.env.cfg.streamBytes
 	command := []string{"head", "-c", strconv.FormatInt(size, 10), "/dev/zero"}
-	runs := []func(io.Writer) sample{
-		func(w io.Writer) sample { return b.env.attach(ctx, nil, w, command...) },
-		func(w io.Writer) sample { return b.env.crictlExec(ctx, nil, w, command...) },
-	}
+	runs := b.streamers(ctx)
 
 	speeds := make([][]float64, len(runs))
-	var agentCPU time.Duration
+	agentCPU := make([]time.Duration, len(runs))
 	for i := range b.env.cfg.streamRuns {
 		for j := range runs {
 			k := (i + j) % len(runs)
 			var counter zeroCounter
-			before, _ := processCPU(b.env.agent.pid())
-			s := runs[k](&counter)
-			if k == 0 {
-				after, _ := processCPU(b.env.agent.pid())
-				agentCPU += after - before
-			}
+			s, cpu := runs[k].timed(func() sample { return runs[k].run(nil, &counter, command...) })
 			if err := checkStream(s, &counter, size); err != nil {
-				return fmt.Errorf("run %d of %s: %w", i, []string{"nodedebug", "crictl"}[k], err)
+				return fmt.Errorf("run %d of %s: %w", i, runs[k].name, err)
 			}
+			agentCPU[k] += cpu
 			speeds[k] = append(speeds[k], mbps(size, s.wall))
 		}
 	}
 
-	gib := float64(size) * float64(len(speeds[0])) / (1 << 30)
-	b.report.Extra["stream_agent_cpu_seconds_per_gib"] = agentCPU.Seconds() / gib
-	ours := median(speeds[0])
-	r := row{Metric: fmt.Sprintf("stdout %s, median of %d", byteSize(size), len(speeds[0])),
-		Unit: "MB/s", Ours: ours, Note: fmt.Sprintf("byte count exact and all zeros in every run; wall time includes "+
-			"session start; agent CPU %.1f s per GiB", agentCPU.Seconds()/gib)}.withPeer("crictl exec", median(speeds[1]))
-	b.add(r.judged(">= 2x crictl exec", *r.Ratio >= 2))
+	peer := median(speeds[len(runs)-1])
+	gib := float64(size) * float64(b.env.cfg.streamRuns) / (1 << 30)
+	for k, r := range runs[:len(runs)-1] {
+		perGiB := agentCPU[k].Seconds() / gib
+		b.report.Extra["stream_agent_cpu_seconds_per_gib_"+r.agent.path] = perGiB
+		row := row{Metric: fmt.Sprintf("stdout %s %s, median of %d", r.agent.path, byteSize(size),
+			len(speeds[k])), Unit: "MB/s", Ours: median(speeds[k]),
+			Note: fmt.Sprintf("byte count exact and all zeros in every run; wall time includes "+
+				"session start; agent CPU %.1f s per GiB", perGiB)}.withPeer("crictl exec", peer)
+		b.add(row.judged(">= 2x crictl exec", *row.Ratio >= 2))
+	}
 	return nil
+}
+
+// timed runs f and returns the CPU time this streamer's agent used
+// meanwhile; none for the peer.
+func (s streamer) timed(f func() sample) (sample, time.Duration) {
+	if s.agent == nil {
+		return f(), 0
+	}
+	before, _ := processCPU(s.agent.pid())
+	out := f()
+	after, _ := processCPU(s.agent.pid())
+	return out, after - before
 }
 
 func checkStream(s sample, c *zeroCounter, want int64) error {
@@ -120,35 +152,36 @@ func sha256Of(r io.Reader) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// stdin pipes the same bytes into sha256sum through nodedebug and crictl
-// exec -i and checks the sums.
+// stdin pipes the same bytes into sha256sum through both agents and
+// crictl exec -i and checks the sums.
 func (b *bench) stdin(ctx context.Context) error {
 	size := b.env.cfg.stdinBytes
 	want, err := sha256Of(stdinData(size))
 	if err != nil {
 		return err
 	}
-	runs := []func() sample{
-		func() sample { return b.env.attach(ctx, stdinData(size), nil, "sha256sum") },
-		func() sample { return b.env.crictlExec(ctx, stdinData(size), nil, "sha256sum") },
-	}
+	runs := b.streamers(ctx)
 
 	speeds := make([][]float64, len(runs))
 	for i := range b.env.cfg.streamRuns {
 		for j := range runs {
 			k := (i + j) % len(runs)
-			s := runs[k]()
+			s := runs[k].run(stdinData(size), nil, "sha256sum")
 			if err := checkSum(s, want); err != nil {
-				return fmt.Errorf("run %d of %s: %w", i, []string{"nodedebug", "crictl"}[k], err)
+				return fmt.Errorf("run %d of %s: %w", i, runs[k].name, err)
 			}
 			speeds[k] = append(speeds[k], mbps(size, s.wall))
 		}
 	}
 
-	b.add(row{Metric: fmt.Sprintf("stdin %s sha256, median of %d", byteSize(size), len(speeds[0])),
-		Unit: "MB/s", Ours: median(speeds[0]),
-		Note: fmt.Sprintf("sha256 matched in every run; busybox sha256sum alone on this host: %.0f MB/s",
-			b.localSHA256(ctx, size))}.withPeer("crictl exec -i", median(speeds[1])))
+	local := b.localSHA256(ctx, size)
+	peer := median(speeds[len(runs)-1])
+	for k, r := range runs[:len(runs)-1] {
+		b.add(row{Metric: fmt.Sprintf("stdin %s %s sha256, median of %d", r.agent.path,
+			byteSize(size), len(speeds[k])), Unit: "MB/s", Ours: median(speeds[k]),
+			Note: fmt.Sprintf("sha256 matched in every run; busybox sha256sum alone on this host: "+
+				"%.0f MB/s", local)}.withPeer("crictl exec -i", peer))
+	}
 	return nil
 }
 
