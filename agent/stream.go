@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/nodedebug/nodedebug/api"
 )
@@ -47,19 +48,30 @@ func (s *sender) send(resp *api.AttachResponse) error {
 // sender keeps a slow one prompt.
 const maxMessage = 1 << 20
 
+// A flood of output waits up to linger for a batch of minBatch bytes.
+// gRPC's wide windows make Send return at once, so without the wait a
+// flood would go out one pipe read (often 16 to 32 KiB) per message, and
+// per-message costs on both ends would bound the throughput.
+const (
+	minBatch = 256 << 10
+	linger   = time.Millisecond
+)
+
 // outputWriter forwards one of the tool process's output streams. Writes
 // gather in a buffer that a sender goroutine empties into one message
 // whenever the stream is free: an interactive shell gets each write at
-// once, and a flood of output goes in messages of up to maxMessage.
+// once, and a flood of output goes in messages of minBatch to maxMessage.
+// Output counts as a flood when it arrives within linger of the last send.
 type outputWriter struct {
 	send func([]byte) error
 
-	mu      sync.Mutex
-	changed *sync.Cond
-	pending []byte
-	closed  bool
-	err     error
-	done    chan struct{}
+	mu       sync.Mutex
+	changed  *sync.Cond
+	pending  []byte
+	closed   bool
+	err      error
+	lastSent time.Time
+	done     chan struct{}
 }
 
 func newOutputWriter(out *sender, stderr bool) *outputWriter {
@@ -111,6 +123,9 @@ func (w *outputWriter) forward() {
 		// can take the next batch.
 		err := w.send(data)
 		spare = data[:0]
+		w.mu.Lock()
+		w.lastSent = time.Now()
+		w.mu.Unlock()
 		if err != nil {
 			w.fail(err)
 			return
@@ -130,11 +145,30 @@ func (w *outputWriter) take(spare []byte) ([]byte, bool) {
 	if len(w.pending) == 0 {
 		return nil, false
 	}
+	if len(w.pending) < minBatch && time.Since(w.lastSent) < linger {
+		w.gather()
+	}
 
 	data := w.pending
 	w.pending = spare
 	w.changed.Broadcast()
 	return data, true
+}
+
+// gather waits, with w.mu held, until a batch is full, the writer is
+// closed, or linger has passed.
+func (w *outputWriter) gather() {
+	deadline := time.Now().Add(linger)
+	timer := time.AfterFunc(linger, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.changed.Broadcast()
+	})
+	defer timer.Stop()
+
+	for len(w.pending) < minBatch && !w.closed && w.err == nil && time.Now().Before(deadline) {
+		w.changed.Wait()
+	}
 }
 
 func (w *outputWriter) fail(err error) {

@@ -60,6 +60,30 @@ func TestOutputWriterBatchesWhileTheClientIsBusy(t *testing.T) {
 	}
 }
 
+func TestOutputWriterBatchesAFloodForAFastClient(t *testing.T) {
+	w, messages := recordingWriter(0, nil)
+
+	chunk := bytes.Repeat([]byte("y"), 16<<10)
+	var want bytes.Buffer
+	for i := range 256 {
+		chunk[0] = byte(i)
+		want.Write(chunk)
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.flush()
+
+	got := bytes.Join(messages(), nil)
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("forwarded %d bytes, not the %d written, in order", len(got), want.Len())
+	}
+	// 4 MiB in 16 KiB writes: batches of minBatch make about 16 messages.
+	if n := len(messages()); n > 64 {
+		t.Fatalf("256 writes of a flood went out as %d messages; want batches", n)
+	}
+}
+
 func TestOutputWriterSendsASingleWriteAtOnce(t *testing.T) {
 	w, messages := recordingWriter(0, nil)
 	defer w.flush()
