@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
 	"github.com/nodedebug/nodedebug/api"
 )
@@ -57,11 +58,13 @@ func (a *Agent) Serve(ctx context.Context, path string) error {
 }
 
 // streamWindows lets a stream carry several large output messages before
-// waiting for the client's acknowledgement.
+// waiting for the client's acknowledgement, and marshals them into buffers
+// that are not cleared first.
 func streamWindows() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
+		experimental.BufferPool(api.Buffers),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/status"
 
 	"github.com/nodedebug/nodedebug/api"
@@ -80,7 +81,8 @@ func dialAgent(endpoint string) (api.AgentClient, func(), error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
 		// Room for several large output messages in flight.
 		grpc.WithInitialWindowSize(8<<20),
-		grpc.WithInitialConnWindowSize(8<<20))
+		grpc.WithInitialConnWindowSize(8<<20),
+		experimental.WithBufferPool(api.Buffers))
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to agent at %s: %w", path, err)
 	}
