@@ -58,18 +58,25 @@ func (a *Agent) Serve(ctx context.Context, path string) error {
 }
 
 // streamWindows lets a stream carry several large output messages before
-// waiting for the client's acknowledgement, and marshals them into buffers
-// that are not cleared first.
+// waiting for the client's acknowledgement, marshals them into buffers
+// that are not cleared first, and moves them in large socket writes.
 func streamWindows() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(windowSize),
 		grpc.InitialConnWindowSize(windowSize),
 		experimental.BufferPool(api.Buffers),
+		grpc.WriteBufferSize(socketBuffer),
+		grpc.ReadBufferSize(socketBuffer),
 	}
 }
 
 // windowSize is gRPC's flow-control window, per stream and per connection.
 const windowSize = 8 << 20
+
+// socketBuffer is how much gRPC reads or writes on the socket at once,
+// 32 KiB by default. gRPC takes the write buffer from a pool while it
+// flushes and gives it back after.
+const socketBuffer = 256 << 10
 
 func stopGracefully(server *grpc.Server, grace time.Duration) {
 	stopped := make(chan struct{})

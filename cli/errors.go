@@ -82,7 +82,10 @@ func dialAgent(endpoint string) (api.AgentClient, func(), error) {
 		// Room for several large output messages in flight.
 		grpc.WithInitialWindowSize(8<<20),
 		grpc.WithInitialConnWindowSize(8<<20),
-		experimental.WithBufferPool(api.Buffers))
+		experimental.WithBufferPool(api.Buffers),
+		// Socket reads and writes of 256 KiB instead of 32 KiB.
+		grpc.WithReadBufferSize(256<<10),
+		grpc.WithWriteBufferSize(256<<10))
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to agent at %s: %w", path, err)
 	}
