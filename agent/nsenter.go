@@ -269,8 +269,52 @@ func (t *nsenterTool) forward(dst io.Writer, src *os.File) {
 	go func() {
 		defer t.copiesWG.Done()
 		// A terminal ends with EIO once every holder has closed it.
-		_, _ = io.Copy(dst, src)
+		copyOutput(dst, src)
 	}()
+}
+
+// growPipe gives a pipe outputRead of room, so the tool keeps writing
+// while the copy waits. A pty, or an agent without the privilege, keeps
+// the default; Fd is not used because it makes reads block a thread.
+func growPipe(f *os.File) {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = conn.Control(func(fd uintptr) {
+		_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, outputRead)
+	})
+}
+
+// outputRead is the largest read from a tool's output, and the size its
+// pipe is given.
+const outputRead = 1 << 20
+
+// copyOutput copies a tool's output in large reads. A tool like head
+// writes 4 KiB at a time, and reading each write as it lands cost a
+// wake-up per 4 KiB; during a flood (a short read within linger of the
+// last) it lets the pipe fill for linger/2 before reading again. Output
+// after a pause is read at once.
+func copyOutput(dst io.Writer, src *os.File) {
+	growPipe(src)
+
+	buf := make([]byte, outputRead)
+	var last time.Time
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+		if n < len(buf)/4 && time.Since(last) < linger {
+			time.Sleep(linger / 2)
+		}
+		last = time.Now()
+	}
 }
 
 func copyAndClose(w *os.File, r io.Reader) {
