@@ -110,8 +110,10 @@ func (b *bench) loadedMemory(ctx context.Context) error {
 	if failed := failures(samples); failed > 0 {
 		return fmt.Errorf("%d of %d sessions failed: %v", failed, n, firstErr(samples))
 	}
+	anon, file := rssSplitMiB(b.env.agent.pid())
 	b.add(row{Metric: fmt.Sprintf("agent RSS, %d sessions", n), Unit: "MiB", Ours: peak,
-		Note: fmt.Sprintf("peak VmRSS; at most %d tool containers were live at once", live)})
+		Note: fmt.Sprintf("peak VmRSS; at most %d tool containers were live at once; "+
+			"after the sessions %.1f MiB anonymous, %.1f MiB file-backed", live, anon, file)})
 	return nil
 }
 
