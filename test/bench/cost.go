@@ -65,6 +65,22 @@ func (b *bench) idleMemory(ctx context.Context) error {
 	return nil
 }
 
+// memoryAfterStreaming reads both agents' RSS once the streaming runs are
+// over: Go returns freed heap to the system only gradually.
+func (b *bench) memoryAfterStreaming(context.Context) error {
+	for _, a := range []*agentProcess{b.env.agent, b.env.nsAgent} {
+		rss, err := rssMiB(a.pid())
+		if err != nil {
+			return err
+		}
+		anon, _ := rssSplitMiB(a.pid())
+		b.add(row{Metric: "agent RSS after streaming, " + a.path, Unit: "MiB", Ours: rss,
+			Note: fmt.Sprintf("VmRSS right after the stdout and stdin runs, %.1f MiB anonymous; "+
+				"idle sessions no longer hold it", anon)})
+	}
+	return nil
+}
+
 // rssSplitMiB is a process's anonymous and file-backed resident memory.
 func rssSplitMiB(pid int) (anon, file float64) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -53,7 +53,7 @@ func (b *bench) lookupRows(n int, timings []timing, notFound []sample) {
 		Unit: "ms", Ours: p50,
 		Note: "agent's resolve step (CRI list sandboxes, list containers, container status); " +
 			"peer is the same step with only the target pod"}.
-		withPeer("1 pod", b.report.Extra["baseline_resolve_p50_ms"]).
+		withPeer("1 pod", b.report.Extra["baseline_resolve_p50_ms_"+b.env.agent.path]).
 		judged("<= 50 ms", p50 <= 50))
 
 	b.add(row{Metric: fmt.Sprintf("attach to a missing container among %d, p50", n),
