@@ -273,7 +273,7 @@ func (t *nsenterTool) forward(dst io.Writer, src *os.File) {
 	}()
 }
 
-// growPipe gives a pipe outputRead of room, so the tool keeps writing
+// growPipe gives a pipe outputPipe of room, so the tool keeps writing
 // while the copy waits. A pty, or an agent without the privilege, keeps
 // the default; Fd is not used because it makes reads block a thread.
 func growPipe(f *os.File) {
@@ -282,13 +282,16 @@ func growPipe(f *os.File) {
 		return
 	}
 	_ = conn.Control(func(fd uintptr) {
-		_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, outputRead)
+		_, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, outputPipe)
 	})
 }
 
-// outputRead is the largest read from a tool's output, and the size its
-// pipe is given.
-const outputRead = 1 << 20
+// A tool's output pipe holds outputPipe; the copy reads up to outputRead,
+// more than the pipe fills with in the copy's pause at a few hundred MB/s.
+const (
+	outputPipe = 1 << 20
+	outputRead = 256 << 10
+)
 
 // copyOutput copies a tool's output in large reads. A tool like head
 // writes 4 KiB at a time, and reading each write as it lands cost a
