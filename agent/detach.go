@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -166,7 +167,11 @@ func newBacklog(max int) *backlog {
 	return &backlog{max: max}
 }
 
+// add keeps a copy of msg: the output writer reuses a message's buffer
+// for the next batch as soon as send returns. Of a message larger than
+// the bound, the newest bytes are kept, as batches of output can be.
 func (b *backlog) add(msg *api.AttachResponse) {
+	msg = newestOutput(msg, b.max)
 	b.msgs = append(b.msgs, msg)
 	b.size += outputSize(msg)
 	for b.size > b.max && len(b.msgs) > 0 {
@@ -180,6 +185,20 @@ func (b *backlog) drain() []*api.AttachResponse {
 	msgs := b.msgs
 	b.msgs, b.size = nil, 0
 	return msgs
+}
+
+// newestOutput copies msg's output, or its last max bytes.
+func newestOutput(msg *api.AttachResponse, max int) *api.AttachResponse {
+	tail := func(data []byte) []byte {
+		return bytes.Clone(data[len(data)-min(len(data), max):])
+	}
+	switch m := msg.Msg.(type) {
+	case *api.AttachResponse_Stdout:
+		return &api.AttachResponse{Msg: &api.AttachResponse_Stdout{Stdout: tail(m.Stdout)}}
+	case *api.AttachResponse_Stderr:
+		return &api.AttachResponse{Msg: &api.AttachResponse_Stderr{Stderr: tail(m.Stderr)}}
+	}
+	return msg
 }
 
 func outputSize(msg *api.AttachResponse) int {

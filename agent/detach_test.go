@@ -28,9 +28,22 @@ func TestBacklogKeepsTheNewestOutput(t *testing.T) {
 		t.Fatalf("drain twice returned %d messages", len(got))
 	}
 
-	// One message larger than the bound is dropped too.
+	// Of one message larger than the bound, the newest bytes stay.
 	b.add(stdout("0123456789ab"))
-	if got := b.drain(); len(got) != 0 {
-		t.Fatalf("an oversized message was kept: %v", got)
+	want = []*api.AttachResponse{stdout("23456789ab")}
+	if diff := cmp.Diff(want, b.drain(), protocmp.Transform()); diff != "" {
+		t.Fatalf("backlog of an oversized message (-want +got):\n%s", diff)
+	}
+}
+
+func TestBacklogKeepsOutputWhoseBufferIsReused(t *testing.T) {
+	b := newBacklog(10)
+	buf := []byte("first")
+	b.add(&api.AttachResponse{Msg: &api.AttachResponse_Stdout{Stdout: buf}})
+	copy(buf, "XXXXX")
+
+	want := []*api.AttachResponse{stdout("first")}
+	if diff := cmp.Diff(want, b.drain(), protocmp.Transform()); diff != "" {
+		t.Fatalf("backlog after the writer reused its buffer (-want +got):\n%s", diff)
 	}
 }
