@@ -60,7 +60,7 @@ func TestOutputWriterBatchesWhileTheClientIsBusy(t *testing.T) {
 	}
 }
 
-func TestOutputWriterBatchesAFloodForAFastClient(t *testing.T) {
+func TestOutputWriterForwardsAFloodExactly(t *testing.T) {
 	w, messages := recordingWriter(0, nil)
 
 	chunk := bytes.Repeat([]byte("y"), 16<<10)
@@ -78,9 +78,22 @@ func TestOutputWriterBatchesAFloodForAFastClient(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("forwarded %d bytes, not the %d written, in order", len(got), want.Len())
 	}
-	// 4 MiB in 16 KiB writes: batches of minBatch make about 16 messages.
-	if n := len(messages()); n > 64 {
-		t.Fatalf("256 writes of a flood went out as %d messages; want batches", n)
+}
+
+func TestOutputWriterHoldsASmallBatchDuringAFlood(t *testing.T) {
+	w := &outputWriter{done: make(chan struct{})}
+	w.changed = sync.NewCond(&w.mu)
+	w.pending = []byte("more output")
+	w.lastSent = time.Now()
+
+	// The deadline alone ends the wait: nothing else writes or closes.
+	started := time.Now()
+	data, ok := w.take(nil)
+	if !ok || string(data) != "more output" {
+		t.Fatalf("take = %q, %v", data, ok)
+	}
+	if waited := time.Since(started); waited < linger {
+		t.Fatalf("output right after a send went out after %s, before the %s linger", waited, linger)
 	}
 }
 
