@@ -181,6 +181,14 @@ func (u *unpacker) setAttrs(fd int, hdr *tar.Header) error {
 }
 
 func (u *unpacker) file(parent int, name string, hdr *tar.Header, body io.Reader) error {
+	mounted, err := mountPointAt(parent, name)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return u.fileInPlace(parent, name, hdr, body)
+	}
+
 	tmp := tempName(name)
 	fd, err := unix.Openat(parent, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
@@ -213,7 +221,55 @@ func (u *unpacker) fill(f *os.File, hdr *tar.Header, body io.Reader) error {
 	return f.Sync()
 }
 
+// fileInPlace writes over a file that is a mount point of its own, such as
+// a ConfigMap subPath file: renaming over it would quietly detach the mount
+// from the container's processes. It keeps the file's inode, mode and
+// owner, and a read-only mount refuses the write.
+func (u *unpacker) fileInPlace(parent int, name string, hdr *tar.Header, body io.Reader) error {
+	fd, err := openIn(parent, name, unix.O_WRONLY|unix.O_NOFOLLOW, unix.RESOLVE_BENEATH)
+	if err != nil {
+		return fmt.Errorf("open mounted file %s to write it in place: %w", name, err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+
+	if _, err := io.Copy(f, body); err != nil {
+		return fmt.Errorf("write mounted file %s in place: %w", name, err)
+	}
+	if err := f.Truncate(hdr.Size); err != nil {
+		return fmt.Errorf("truncate mounted file %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+
+	u.stats.Files++
+	u.stats.Bytes += hdr.Size
+	return nil
+}
+
+// mountPointAt reports whether parent/name exists and is mounted over.
+func mountPointAt(parent int, name string) (bool, error) {
+	fd, err := openIn(parent, name, unix.O_PATH|unix.O_NOFOLLOW, unix.RESOLVE_BENEATH)
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look at %s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	return isMountPoint(parent, fd)
+}
+
 func (u *unpacker) symlink(parent int, name string, hdr *tar.Header) error {
+	mounted, err := mountPointAt(parent, name)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return fmt.Errorf("%s is a mount point of its own; a symlink cannot replace it without detaching the mount", name)
+	}
+
 	tmp := tempName(name)
 	if err := unix.Symlinkat(hdr.Linkname, parent, tmp); err != nil {
 		return fmt.Errorf("create symlink: %w", err)

@@ -198,3 +198,47 @@ func mustAtoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+func TestCopyOntoSingleFileBindMountWritesInPlace(t *testing.T) {
+	s := env(t)
+	dir := t.TempDir()
+	rw, ro := filepath.Join(dir, "rw.conf"), filepath.Join(dir, "ro.conf")
+	for _, f := range []string{rw, ro} {
+		if err := os.WriteFile(f, []byte("old=1\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inode := inodeOf(t, rw)
+
+	app := s.targetContainer("app")
+	app.Mounts = []harness.Mount{
+		{HostPath: rw, ContainerPath: "/etc/rw.conf"},
+		{HostPath: ro, ContainerPath: "/etc/ro.conf", ReadOnly: true},
+	}
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{app}})
+	local := filepath.Join(dir, "new.conf")
+	if err := os.WriteFile(local, []byte("new=2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// A rename over a mount point would detach the mount from the app.
+	r := s.cp(t, nil, local, pod.Spec.Name+":/etc/rw.conf")
+	requireCode(t, r, 0)
+	if data, _ := os.ReadFile(rw); string(data) != "new=2\n" || inodeOf(t, rw) != inode {
+		t.Fatalf("the node's file was not written in place: %q", data)
+	}
+	mountinfo := `grep -c ' /etc/rw.conf ' "$(dirname "$(readlink /target)")/mountinfo"`
+	if mounts := s.sh(t, pod.Spec.Name, mountinfo); mounts != "1\n" {
+		t.Fatalf("the target's mount of /etc/rw.conf: %q mount lines, want 1", mounts)
+	}
+
+	// A read-only mount refuses, and stays mounted and unchanged.
+	r = s.cp(t, nil, local, pod.Spec.Name+":/etc/ro.conf")
+	requireCode(t, r, exitFailure)
+	if data, _ := os.ReadFile(ro); string(data) != "old=1\n" {
+		t.Fatalf("the read-only file changed: %q", data)
+	}
+	if got := s.sh(t, pod.Spec.Name, "cat /target/etc/ro.conf"); got != "old=1\n" {
+		t.Fatalf("the target sees %q in its read-only file; the mount was detached", got)
+	}
+}
