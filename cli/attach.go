@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -141,8 +142,8 @@ func (o *AttachOptions) Validate() error {
 	if o.Detach && o.Session != "" {
 		return usageError("--detach starts a session and --session reattaches to one; pick one")
 	}
-	if o.Attempt >= 0 && !o.Exited {
-		return usageError("--attempt picks an exited attempt; add --exited")
+	if err := validateAttempt(o.Attempt, o.Exited); err != nil {
+		return err
 	}
 	if len(o.Custom) > 0 {
 		if _, err := agent.ParseCustom(o.Custom); err != nil {
@@ -363,4 +364,16 @@ func forwardStdin(in io.Reader, out *requestSender) {
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// validateAttempt checks --attempt: unset (-1), or a restart attempt of an
+// exited container, as CRI counts them.
+func validateAttempt(attempt int, exited bool) error {
+	switch {
+	case attempt < -1 || attempt > math.MaxInt32:
+		return usageError("--attempt %d: give a restart attempt from 0 to %d", attempt, math.MaxInt32)
+	case attempt >= 0 && !exited:
+		return usageError("--attempt picks an exited attempt; add --exited")
+	}
+	return nil
 }

@@ -133,3 +133,23 @@ func TestExitCode(t *testing.T) {
 		})
 	}
 }
+
+func TestCommandStringCannotDriveTheTerminal(t *testing.T) {
+	got := commandString([]string{"sh", "-c", "printf '\x1b]0;PWNED\x07\x1b[2J'"})
+	if strings.ContainsAny(got, "\x1b\x07") {
+		t.Fatalf("control characters reach the terminal: %q", got)
+	}
+	if plain := commandString([]string{"ps", "aux"}); plain != "ps aux" {
+		t.Fatalf("plain words got quoted: %q", plain)
+	}
+}
+
+func TestAttemptRange(t *testing.T) {
+	for _, attempt := range []int{-2, 1 << 40} {
+		o := AttachOptions{Namespace: "default", Exited: true, Attempt: attempt}
+		var usage *UsageError
+		if err := o.Validate(); !errors.As(err, &usage) {
+			t.Errorf("--attempt %d: got %v, want a usage error", attempt, err)
+		}
+	}
+}

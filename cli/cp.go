@@ -100,10 +100,8 @@ func (o *CopyOptions) Validate() error {
 		return usageError("the local path is empty; use - for a tar stream on stdin or stdout")
 	case o.ToTarget && o.Exited:
 		return usageError("--exited only copies out: an exited container cannot be written to")
-	case o.Attempt >= 0 && !o.Exited:
-		return usageError("--attempt picks an exited attempt; add --exited")
 	}
-	return nil
+	return validateAttempt(o.Attempt, o.Exited)
 }
 
 // Run copies, streaming a tar through the agent.

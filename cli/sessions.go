@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
@@ -72,7 +74,21 @@ func commandString(command []string) string {
 	if len(command) == 0 {
 		return "(image default)"
 	}
-	return strings.Join(command, " ")
+	// Quoted, so that a command's control characters cannot drive the
+	// terminal of whoever lists the sessions.
+	quoted := make([]string, len(command))
+	for i, arg := range command {
+		quoted[i] = quoteIfNeeded(arg)
+	}
+	return strings.Join(quoted, " ")
+}
+
+func quoteIfNeeded(arg string) string {
+	plain := func(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) && r != '"' }
+	if arg != "" && strings.IndexFunc(arg, func(r rune) bool { return !plain(r) }) < 0 {
+		return arg
+	}
+	return strconv.QuoteToGraphic(arg)
 }
 
 // KillOptions ends one live session.
