@@ -56,6 +56,7 @@ func newRootCommand(streams Streams) *cobra.Command {
 		newCopyCommand(streams),
 		newEditCommand(streams),
 		newAgentCommand(streams),
+		newGatewayCommand(streams),
 		newPingCommand(streams),
 		newInitCommand(streams),
 		newNsenterInitCommand(streams),
