@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"golang.org/x/term"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/nodedebug/nodedebug/agent"
 	"github.com/nodedebug/nodedebug/api"
@@ -45,6 +46,10 @@ type AttachOptions struct {
 	Custom     []byte
 
 	Agent string
+	// AgentSet means --agent was given: attach on this node, not through
+	// the API server with Kube.
+	AgentSet bool
+	Kube     *genericclioptions.ConfigFlags
 
 	Streams
 }
@@ -83,6 +88,9 @@ func (o *AttachOptions) Complete(args []string, dashAt int) error {
 		return err
 	}
 	o.Pod, o.Container = pod, container
+	if err := o.completeNamespace(); err != nil {
+		return err
+	}
 
 	if o.CustomFile != "" {
 		if o.Custom, err = os.ReadFile(o.CustomFile); err != nil {
@@ -159,6 +167,10 @@ func (o *AttachOptions) Validate() error {
 
 // Run attaches and returns the remote command's exit status.
 func (o *AttachOptions) Run(ctx context.Context) error {
+	if !o.Local() {
+		return o.runCluster(ctx)
+	}
+
 	client, closeConn, err := dialAgent(o.Agent)
 	if err != nil {
 		return err
