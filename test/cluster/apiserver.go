@@ -81,7 +81,7 @@ func (c *Cluster) startEtcd() error {
 	peer := "http://127.0.0.1:" + strconv.Itoa(peerPort)
 
 	var err error
-	c.etcd, err = startProcess("etcd", filepath.Join(c.Dir, "etcd.log"), nil,
+	c.etcd, err = StartProcess("etcd", filepath.Join(c.Dir, "etcd.log"), nil,
 		filepath.Join(c.binDir, "etcd"),
 		"--name=default",
 		"--data-dir="+filepath.Join(c.Dir, "etcd"),
@@ -112,7 +112,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, pki *certs) error {
 		return err
 	}
 
-	c.apiserver, err = startProcess("kube-apiserver", filepath.Join(c.Dir, "kube-apiserver.log"), nil,
+	c.apiserver, err = StartProcess("kube-apiserver", filepath.Join(c.Dir, "kube-apiserver.log"), nil,
 		filepath.Join(c.binDir, "kube-apiserver"), c.apiserverArgs(pki, port, tokens, policy)...)
 	if err != nil {
 		return err
@@ -197,7 +197,7 @@ func (c *Cluster) waitAPIServer(ctx context.Context, caFile string) error {
 }
 
 // poll calls check until it succeeds, p exits, or readyTimeout passes.
-func (c *Cluster) poll(ctx context.Context, p *process, check func(context.Context) error) error {
+func (c *Cluster) poll(ctx context.Context, p *Process, check func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 
@@ -211,9 +211,9 @@ func (c *Cluster) poll(ctx context.Context, p *process, check func(context.Conte
 
 		select {
 		case <-p.exited:
-			return fmt.Errorf("%s exited during start (last check: %w)\n%s", p.name, err, p.logTail())
+			return fmt.Errorf("%s exited during start (last check: %w)\n%s", p.name, err, p.LogTail())
 		case <-ctx.Done():
-			return fmt.Errorf("wait for %s: %w (last check: %v)\n%s", p.name, ctx.Err(), err, p.logTail())
+			return fmt.Errorf("wait for %s: %w (last check: %v)\n%s", p.name, ctx.Err(), err, p.LogTail())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

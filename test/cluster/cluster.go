@@ -86,9 +86,9 @@ type Cluster struct {
 	containerd *harness.Containerd
 	users      map[string]User
 	etcdURL    string
-	etcd       *process
-	apiserver  *process
-	kubelet    *process
+	etcd       *Process
+	apiserver  *Process
+	kubelet    *Process
 	sysctls    map[string]string
 }
 
@@ -203,16 +203,21 @@ func (c *Cluster) WriteKubeconfig(user string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("write kubeconfig: no user %q in the token file", user)
 	}
+	return c.WriteTokenKubeconfig(user, u.Token)
+}
 
+// WriteTokenKubeconfig writes a kubeconfig named name that authenticates
+// with token, for example a service account's.
+func (c *Cluster) WriteTokenKubeconfig(name, token string) (string, error) {
 	config := clientcmdapi.NewConfig()
 	config.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Server, CertificateAuthority: c.CAFile}
-	config.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: u.Token}
-	config.Contexts[user] = &clientcmdapi.Context{Cluster: "test", AuthInfo: user, Namespace: "default"}
-	config.CurrentContext = user
+	config.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
+	config.Contexts[name] = &clientcmdapi.Context{Cluster: "test", AuthInfo: name, Namespace: "default"}
+	config.CurrentContext = name
 
-	path := filepath.Join(c.Dir, "kubeconfig-"+user)
+	path := filepath.Join(c.Dir, "kubeconfig-"+name)
 	if err := clientcmd.WriteToFile(*config, path); err != nil {
-		return "", fmt.Errorf("write kubeconfig of %s: %w", user, err)
+		return "", fmt.Errorf("write kubeconfig of %s: %w", name, err)
 	}
 	return path, nil
 }
@@ -229,9 +234,9 @@ func (c *Cluster) Stop() error {
 	}
 
 	var errs []error
-	for _, p := range []*process{c.kubelet, c.apiserver, c.etcd} {
+	for _, p := range []*Process{c.kubelet, c.apiserver, c.etcd} {
 		if p != nil {
-			errs = append(errs, p.stop())
+			errs = append(errs, p.Stop())
 		}
 	}
 	if c.sysctls != nil {
@@ -254,3 +259,6 @@ func randomByte() byte {
 	_, _ = rand.Read(b)
 	return b[0]
 }
+
+// Containerd is the runtime kubelet drives.
+func (c *Cluster) Containerd() *harness.Containerd { return c.containerd }

@@ -88,7 +88,7 @@ func (c *Cluster) startKubelet(ctx context.Context, pki *certs) error {
 		return err
 	}
 
-	c.kubelet, err = startProcess("kubelet", filepath.Join(c.Dir, "kubelet.log"), nil,
+	c.kubelet, err = StartProcess("kubelet", filepath.Join(c.Dir, "kubelet.log"), nil,
 		filepath.Join(c.binDir, "kubelet"),
 		"--config="+config,
 		"--kubeconfig="+kubeconfig,

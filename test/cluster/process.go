@@ -12,17 +12,18 @@ import (
 // stopTimeout is how long a component gets after SIGTERM before SIGKILL.
 const stopTimeout = 10 * time.Second
 
-// process is one component of the cluster, logging to its own file.
-type process struct {
+// Process is one component of the cluster (or of a test), logging to its
+// own file.
+type Process struct {
 	name    string
 	cmd     *exec.Cmd
 	logPath string
 	exited  chan struct{}
 }
 
-// startProcess runs binary with args in its own process group; its output
+// StartProcess runs binary with args in its own process group; its output
 // goes to logPath. prefix, when set, is run first (ip netns exec NAME).
-func startProcess(name, logPath string, prefix []string, binary string, args ...string) (*process, error) {
+func StartProcess(name, logPath string, prefix []string, binary string, args ...string) (*Process, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("create log of %s: %w", name, err)
@@ -38,7 +39,7 @@ func startProcess(name, logPath string, prefix []string, binary string, args ...
 		return nil, fmt.Errorf("start %s (%s): %w", name, binary, err)
 	}
 
-	p := &process{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	p := &Process{name: name, cmd: cmd, logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)
@@ -46,8 +47,8 @@ func startProcess(name, logPath string, prefix []string, binary string, args ...
 	return p, nil
 }
 
-// running reports whether the process has not exited yet.
-func (p *process) running() bool {
+// Running reports whether the process has not exited yet.
+func (p *Process) Running() bool {
 	select {
 	case <-p.exited:
 		return false
@@ -56,8 +57,8 @@ func (p *process) running() bool {
 	}
 }
 
-// stop sends SIGTERM to the process group it started, then SIGKILL.
-func (p *process) stop() error {
+// Stop sends SIGTERM to the process group it started, then SIGKILL.
+func (p *Process) Stop() error {
 	pgid := p.cmd.Process.Pid
 	_ = syscall.Kill(-pgid, syscall.SIGTERM)
 	select {
@@ -75,8 +76,8 @@ func (p *process) stop() error {
 	}
 }
 
-// logTail returns the end of the process's log for error messages.
-func (p *process) logTail() string {
+// LogTail returns the end of the process's log for error messages.
+func (p *Process) LogTail() string {
 	data, err := os.ReadFile(p.logPath)
 	if err != nil {
 		return fmt.Sprintf("(no log of %s: %v)", p.name, err)

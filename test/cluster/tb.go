@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -110,7 +111,7 @@ func (c *Cluster) waitRunning(ctx context.Context, pod *corev1.Pod) (*corev1.Pod
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("pod %s/%s not running (phase %s): %w\n%s",
-				pod.Namespace, pod.Name, phase(got), ctx.Err(), c.kubelet.logTail())
+				pod.Namespace, pod.Name, phase(got), ctx.Err(), c.kubelet.LogTail())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -134,5 +135,31 @@ func TargetPod(ns, name, image string) *corev1.Pod {
 				ImagePullPolicy: corev1.PullNever,
 			}},
 		},
+	}
+}
+
+// ServiceAccountToken asks the API server for a token of service account
+// ns/name, as kubelet would for a pod.
+func (c *Cluster) ServiceAccountToken(ctx context.Context, ns, name string) (string, error) {
+	req := &authenticationv1.TokenRequest{}
+	got, err := c.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, req, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token of service account %s/%s: %w", ns, name, err)
+	}
+	return got.Status.Token, nil
+}
+
+// Poll calls check every 200ms until it returns nil or ctx ends.
+func Poll(ctx context.Context, what string, check func(context.Context) error) error {
+	for {
+		err := check(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s: %w (last: %v)", what, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }

@@ -1,0 +1,230 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/nodedebug/nodedebug/api"
+	"github.com/nodedebug/nodedebug/test/cluster"
+	"github.com/nodedebug/nodedebug/test/images"
+)
+
+// TestClusterPath installs deploy/ into a real cluster and attaches
+// through the API server as users with and without the permissions.
+func TestClusterPath(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e := start(t, ctx)
+
+	// Not a subtest that may be skipped: everything after needs deploy/.
+	t.Run("kustomize output passes server-side dry run", func(t *testing.T) {
+		e.installDeploy(t, ctx)
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	began := time.Now()
+	e.startAgent(t, ctx)
+	e.standInAgentPod(t, ctx)
+	e.startGateway(t, ctx)
+	if _, err := e.c.RunPod(ctx, cluster.TargetPod(targetNamespace, targetPod, e.imgs.Target.Ref)); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("agent, gateway and target pod ready after %s", time.Since(began).Round(time.Millisecond))
+
+	e.grant(t, ctx, "alice", true)
+	e.grant(t, ctx, "carol", false)
+
+	t.Run("allowed user reads the target's file", func(t *testing.T) {
+		r := e.attach(t, ctx, "alice", targetPod, "--", "cat", "/target/etc/app.conf")
+		if r.code != 0 || r.stdout != images.TargetConfig {
+			t.Errorf("exit %d, stdout %q; want 0 and %q", r.code, r.stdout, images.TargetConfig)
+		}
+	})
+	t.Run("exit code comes back", func(t *testing.T) {
+		r := e.attach(t, ctx, "alice", targetPod+"/app", "--", "sh", "-c", "echo out; echo err >&2; exit 5")
+		if r.code != 5 || r.stdout != "out\n" || !strings.Contains(r.stderr, "err\n") {
+			t.Errorf("exit %d, stdout %q, stderr %q; want 5, \"out\\n\", \"err\\n\"", r.code, r.stdout, r.stderr)
+		}
+	})
+	t.Run("audit log names the user", func(t *testing.T) {
+		e.checkAudit(t, "alice")
+	})
+	t.Run("agent log names the user", func(t *testing.T) {
+		log, _ := os.ReadFile(filepath.Join(e.dir, "agent.log"))
+		if !strings.Contains(string(log), `"user":"alice"`) {
+			t.Errorf("agent log has no session for alice:\n%s", log)
+		}
+	})
+	t.Run("user without the binding is refused by the API server", func(t *testing.T) {
+		r := e.attach(t, ctx, "bob", targetPod, "--", "true")
+		want := `cannot get resource "pods/attach" in API group "nodedebug.io"`
+		if r.code != 125 || !strings.Contains(r.stderr, want) {
+			t.Errorf("exit %d, stderr %q; want 125 and %q", r.code, r.stderr, want)
+		}
+	})
+	t.Run("user without pods/exec is refused by the gateway", func(t *testing.T) {
+		r := e.attach(t, ctx, "carol", targetPod, "--", "true")
+		want := `user "carol" may not create pods/exec on pod shop/web`
+		if r.code != 125 || !strings.Contains(r.stderr, want) {
+			t.Errorf("exit %d, stderr %q; want 125 and %q", r.code, r.stderr, want)
+		}
+	})
+	t.Run("unknown pod is named", func(t *testing.T) {
+		r := e.attach(t, ctx, "alice", "nope", "--", "true")
+		if r.code != 125 || !strings.Contains(r.stderr, "nope") {
+			t.Errorf("exit %d, stderr %q; want 125 naming the pod", r.code, r.stderr)
+		}
+	})
+	t.Run("agent accepts only the gateway's certificate", func(t *testing.T) {
+		e.checkAgentIdentity(t, ctx)
+	})
+}
+
+// installDeploy builds deploy/ with kustomize, has the API server dry-run
+// it, then applies it for real.
+func (e *env) installDeploy(t *testing.T, ctx context.Context) {
+	manifests, err := e.kubectl(ctx, nil, "kustomize", e.deploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Namespaced objects need their namespace to exist, even in a dry run.
+	if _, err := e.kubectl(ctx, nil, "apply", "-f", filepath.Join(e.deploy, "namespace.yaml")); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := e.kubectl(ctx, manifests, "apply", "--server-side", "--dry-run=server", "-f", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("server-side dry run:\n%s", out)
+	for _, kind := range []string{"daemonset.apps/nodedebug-agent", "deployment.apps/nodedebug-gateway",
+		"apiservice.apiregistration.k8s.io/v1alpha1.nodedebug.io", "clusterrole.rbac.authorization.k8s.io/nodedebug-user",
+		"poddisruptionbudget.policy/nodedebug-gateway", "networkpolicy.networking.k8s.io/nodedebug-agent",
+		"service/nodedebug-gateway", "secret/nodedebug-gateway-tls"} {
+		if !strings.Contains(string(out), kind) {
+			t.Errorf("dry run did not report %s", kind)
+		}
+	}
+
+	if _, err := e.kubectl(ctx, manifests, "apply", "--server-side", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkAudit looks for alice's attach in the API server's audit log.
+func (e *env) checkAudit(t *testing.T, user string) {
+	f, err := os.Open(e.c.AuditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+
+	path := "/apis/nodedebug.io/v1alpha1/namespaces/shop/pods/web/attach"
+	scanner := bufio.NewScanner(f)
+	scanner.Buffer(make([]byte, 1<<20), 1<<20)
+	for scanner.Scan() {
+		var event struct {
+			RequestURI string `json:"requestURI"`
+			User       struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef struct {
+				Subresource string `json:"subresource"`
+			} `json:"objectRef"`
+		}
+		if json.Unmarshal(scanner.Bytes(), &event) != nil {
+			continue
+		}
+		if event.User.Username == user && strings.HasPrefix(event.RequestURI, path) &&
+			event.ObjectRef.Subresource == "attach" {
+			return
+		}
+	}
+	t.Errorf("audit log %s has no attach to shop/web by %s", e.c.AuditLog, user)
+}
+
+// checkAgentIdentity dials the agent's TLS listener with the gateway's
+// certificate, with none, with one from another CA, and with one from the
+// right CA under another name; only the first may call it.
+func (e *env) checkAgentIdentity(t *testing.T, ctx context.Context) {
+	dir := t.TempDir()
+	other, err := cluster.NewCA(dir, "other-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign, err := other.Issue(cluster.CertSpec{Name: "foreign", CommonName: "nodedebug-gateway", Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := cluster.LoadCA(filepath.Join(e.certs, "ca.crt"), filepath.Join(e.certs, "ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor, err := ca.Issue(cluster.CertSpec{Name: "impostor", CommonName: "someone-else", Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	gateway := cluster.KeyPair{CertFile: filepath.Join(e.certs, "gateway.crt"), KeyFile: filepath.Join(e.certs, "gateway.key")}
+	tests := []struct {
+		name string
+		cert *cluster.KeyPair
+		ok   bool
+	}{
+		{name: "gateway", cert: &gateway, ok: true},
+		{name: "no certificate"},
+		{name: "certificate from another CA", cert: &foreign},
+		{name: "right CA, other name", cert: &impostor},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.callAgent(ctx, tt.cert)
+			if tt.ok && err != nil {
+				t.Errorf("agent refused the gateway: %v", err)
+			}
+			if !tt.ok && err == nil {
+				t.Errorf("agent answered a client with %s", tt.name)
+			}
+		})
+	}
+}
+
+func (e *env) callAgent(ctx context.Context, cert *cluster.KeyPair) error {
+	pem, err := os.ReadFile(filepath.Join(e.certs, "ca.crt"))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	config := &tls.Config{RootCAs: pool, ServerName: "nodedebug-agent"}
+	if cert != nil {
+		pair, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
+		if err != nil {
+			return err
+		}
+		config.Certificates = []tls.Certificate{pair}
+	}
+
+	conn, err := grpc.NewClient(e.agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(config)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = api.NewAgentClient(conn).Runtime(ctx, &api.RuntimeRequest{})
+	return err
+}
