@@ -90,6 +90,8 @@ type Cluster struct {
 	apiserver  *Process
 	kubelet    *Process
 	sysctls    map[string]string
+
+	createdHostDir bool
 }
 
 // Start brings up etcd, kube-apiserver and kubelet and waits until the
@@ -241,6 +243,9 @@ func (c *Cluster) Stop() error {
 	}
 	if c.sysctls != nil {
 		errs = append(errs, c.restoreSysctls())
+	}
+	if c.kubelet != nil {
+		errs = append(errs, c.removeLeftovers())
 	}
 	if c.Netns != nil {
 		errs = append(errs, c.Netns.Remove())

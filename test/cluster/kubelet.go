@@ -78,6 +78,7 @@ func (c *Cluster) startKubelet(ctx context.Context, pki *certs) error {
 	if err := c.saveSysctls(); err != nil {
 		return err
 	}
+	c.noteHostDirs()
 
 	config, err := c.writeKubeletConfig(dir, pki)
 	if err != nil {
