@@ -12,9 +12,11 @@ import (
 
 	"golang.org/x/sys/unix"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/util/exec"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/nodedebug/nodedebug/api"
 )
@@ -132,6 +134,12 @@ func (o *AttachOptions) attachURL(host string) (*url.URL, error) {
 // clusterError turns the executor's result into attach's: the remote exit
 // status, or one line naming what refused the session.
 func (o *AttachOptions) clusterError(err error) error {
+	var upgrade *httpstream.UpgradeFailureError
+	if errors.As(err, &upgrade) {
+		// The Status the API server or the gateway refused the upgrade with.
+		err = upgrade.Cause
+	}
+
 	var exitErr exec.CodeExitError
 	var status *apierrors.StatusError
 	switch {
@@ -139,14 +147,25 @@ func (o *AttachOptions) clusterError(err error) error {
 		return nil
 	case errors.As(err, &exitErr):
 		return &ExitError{Code: exitErr.Code}
-	case apierrors.IsForbidden(err) && errors.As(err, &status):
-		return fmt.Errorf("%s (nodedebug attach needs a binding to the ClusterRole nodedebug-user and create on pods/exec)",
-			status.ErrStatus.Message)
-	case apierrors.IsNotFound(err) || apierrors.IsServiceUnavailable(err):
-		return fmt.Errorf("attach to %s/%s: %w (is nodedebug installed in the cluster? see the README's cluster install)",
-			o.Namespace, o.Pod, err)
+	case !errors.As(err, &status):
+		return fmt.Errorf("attach to %s/%s: %w", o.Namespace, o.Pod, err)
 	}
-	return fmt.Errorf("attach to %s/%s: %w", o.Namespace, o.Pod, err)
+	return errors.New(statusMessage(status.ErrStatus))
+}
+
+// statusMessage adds the next step to the API server's own refusals; the
+// gateway's messages already name it.
+func statusMessage(s metav1.Status) string {
+	fromAPIServer := s.Details != nil && s.Details.Group == api.Group
+	switch {
+	case s.Reason == metav1.StatusReasonForbidden && fromAPIServer:
+		return s.Message + " (nodedebug attach needs a binding to the ClusterRole nodedebug-user, and create on pods/exec)"
+	case s.Reason == metav1.StatusReasonNotFound && (s.Details == nil || fromAPIServer):
+		return s.Message + " (is nodedebug installed in the cluster? see the README's cluster install)"
+	case s.Reason == metav1.StatusReasonServiceUnavailable && fromAPIServer:
+		return s.Message + " (the nodedebug gateway is not answering the API server)"
+	}
+	return s.Message
 }
 
 // sizeQueue feeds the terminal's size to the executor: first the current

@@ -83,7 +83,8 @@ func serveJSON(body any) http.Handler {
 }
 
 // writeStatus answers with a Kubernetes Status, which clients (client-go,
-// kubectl) show as the error's message.
+// kubectl) show as the error's message. Its details name the pod, without
+// a group: the CLI tells the gateway's refusals from the API server's so.
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, message string) {
 	status := &metav1.Status{
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
@@ -91,6 +92,7 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, me
 		Code:     int32(code),
 		Reason:   reason,
 		Message:  message,
+		Details:  &metav1.StatusDetails{Kind: "pods"},
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

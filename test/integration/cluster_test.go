@@ -59,6 +59,12 @@ func TestClusterPath(t *testing.T) {
 			t.Errorf("exit %d, stdout %q, stderr %q; want 5, \"out\\n\", \"err\\n\"", r.code, r.stdout, r.stderr)
 		}
 	})
+	t.Run("stdin and its EOF reach the tool", func(t *testing.T) {
+		r := e.attachStdin(t, ctx, "alice", "hello, target", "-i", targetPod, "--", "wc", "-c")
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "13" {
+			t.Errorf("exit %d, stdout %q; want 0 and 13", r.code, r.stdout)
+		}
+	})
 	t.Run("audit log names the user", func(t *testing.T) {
 		e.checkAudit(t, "alice")
 	})
@@ -70,7 +76,8 @@ func TestClusterPath(t *testing.T) {
 	})
 	t.Run("user without the binding is refused by the API server", func(t *testing.T) {
 		r := e.attach(t, ctx, "bob", targetPod, "--", "true")
-		want := `cannot get resource "pods/attach" in API group "nodedebug.io"`
+		want := `User "bob" cannot get resource "pods/attach" in API group "nodedebug.io" in the namespace "shop"` +
+			` (nodedebug attach needs a binding to the ClusterRole nodedebug-user, and create on pods/exec)`
 		if r.code != 125 || !strings.Contains(r.stderr, want) {
 			t.Errorf("exit %d, stderr %q; want 125 and %q", r.code, r.stderr, want)
 		}

@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -305,6 +306,12 @@ type result struct {
 // attach runs `nodedebug attach` as user through the API server.
 func (e *env) attach(t *testing.T, ctx context.Context, user string, args ...string) result {
 	t.Helper()
+	return e.attachStdin(t, ctx, user, "", args...)
+}
+
+// attachStdin is attach with stdin from a string.
+func (e *env) attachStdin(t *testing.T, ctx context.Context, user, stdin string, args ...string) result {
+	t.Helper()
 	kubeconfig, err := e.c.WriteKubeconfig(user)
 	if err != nil {
 		t.Fatal(err)
@@ -313,6 +320,7 @@ func (e *env) attach(t *testing.T, ctx context.Context, user string, args ...str
 	argv := append([]string{"attach", "--kubeconfig", kubeconfig, "-n", targetNamespace}, args...)
 	cmd := exec.CommandContext(ctx, e.binary, argv...)
 	var stdout, stderr bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err = cmd.Run()
 
