@@ -75,9 +75,12 @@ func start(t *testing.T, ctx context.Context) *env {
 
 func buildNodedebug(ctx context.Context, dir string) (string, error) {
 	binary := filepath.Join(dir, "nodedebug")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", binary, ".")
+	// As make build: static, since the agent's binary is also the tool
+	// containers' init; with cgo, for the nsenter constructor.
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "netgo,osusergo",
+		"-ldflags", `-extldflags "-static"`, "-o", binary, ".")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build nodedebug: %w\n%s", err, out)
 	}
