@@ -65,6 +65,15 @@ func TestClusterPath(t *testing.T) {
 			t.Errorf("exit %d, stdout %q; want 0 and 13", r.code, r.stdout)
 		}
 	})
+	t.Run("terminal has the client's size and passes the exit code", func(t *testing.T) {
+		testTerminalSizeAndExit(t, ctx, e)
+	})
+	t.Run("terminal resizes are forwarded", func(t *testing.T) {
+		testTerminalResize(t, ctx, e)
+	})
+	t.Run("client killed: tool container removed", func(t *testing.T) {
+		testCleanupAfterClientSIGKILL(t, ctx, e)
+	})
 	t.Run("audit log names the user", func(t *testing.T) {
 		e.checkAudit(t, "alice")
 	})
