@@ -51,7 +51,7 @@ func testCleanupAfterClientSIGKILL(t *testing.T, ctx context.Context, e *env) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("after the client was killed: %v\n%s", err, e.gateway.LogTail())
+		t.Fatalf("after the client was killed: %v\n%s", err, e.install.Gateway.LogTail())
 	}
 }
 

@@ -36,9 +36,12 @@ func TestClusterPath(t *testing.T) {
 	}
 
 	began := time.Now()
-	e.startAgent(t, ctx)
-	e.standInAgentPod(t, ctx)
-	e.startGateway(t, ctx)
+	if err := e.install.StartAgent(ctx, e.imgs.Toolbox.Path, e.imgs.Pause.Ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.install.StartGateway(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.c.RunPod(ctx, cluster.TargetPod(targetNamespace, targetPod, e.imgs.Target.Ref)); err != nil {
 		t.Fatal(err)
 	}
@@ -109,19 +112,9 @@ func TestClusterPath(t *testing.T) {
 	})
 }
 
-// installDeploy builds deploy/ with kustomize, has the API server dry-run
-// it, then applies it for real.
+// installDeploy has the API server dry-run deploy/, then applies it.
 func (e *env) installDeploy(t *testing.T, ctx context.Context) {
-	manifests, err := e.kubectl(ctx, nil, "kustomize", e.deploy)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Namespaced objects need their namespace to exist, even in a dry run.
-	if _, err := e.kubectl(ctx, nil, "apply", "-f", filepath.Join(e.deploy, "namespace.yaml")); err != nil {
-		t.Fatal(err)
-	}
-
-	out, err := e.kubectl(ctx, manifests, "apply", "--server-side", "--dry-run=server", "-f", "-")
+	out, err := e.install.Apply(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +128,7 @@ func (e *env) installDeploy(t *testing.T, ctx context.Context) {
 		}
 	}
 
-	if _, err := e.kubectl(ctx, manifests, "apply", "--server-side", "-f", "-"); err != nil {
+	if _, err := e.install.Apply(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -185,7 +178,7 @@ func (e *env) checkAgentIdentity(t *testing.T, ctx context.Context) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := cluster.LoadCA(filepath.Join(e.certs, "ca.crt"), filepath.Join(e.certs, "ca.key"))
+	ca, err := cluster.LoadCA(filepath.Join(e.install.Certs, "ca.crt"), filepath.Join(e.install.Certs, "ca.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +187,7 @@ func (e *env) checkAgentIdentity(t *testing.T, ctx context.Context) {
 		t.Fatal(err)
 	}
 
-	gateway := cluster.KeyPair{CertFile: filepath.Join(e.certs, "gateway.crt"), KeyFile: filepath.Join(e.certs, "gateway.key")}
+	gateway := cluster.KeyPair{CertFile: filepath.Join(e.install.Certs, "gateway.crt"), KeyFile: filepath.Join(e.install.Certs, "gateway.key")}
 	tests := []struct {
 		name string
 		cert *cluster.KeyPair
@@ -219,7 +212,7 @@ func (e *env) checkAgentIdentity(t *testing.T, ctx context.Context) {
 }
 
 func (e *env) callAgent(ctx context.Context, cert *cluster.KeyPair) error {
-	pem, err := os.ReadFile(filepath.Join(e.certs, "ca.crt"))
+	pem, err := os.ReadFile(filepath.Join(e.install.Certs, "ca.crt"))
 	if err != nil {
 		return err
 	}
@@ -234,7 +227,7 @@ func (e *env) callAgent(ctx context.Context, cert *cluster.KeyPair) error {
 		config.Certificates = []tls.Certificate{pair}
 	}
 
-	conn, err := grpc.NewClient(e.agentAddr, grpc.WithTransportCredentials(credentials.NewTLS(config)))
+	conn, err := grpc.NewClient(e.install.AgentAddr, grpc.WithTransportCredentials(credentials.NewTLS(config)))
 	if err != nil {
 		return err
 	}
