@@ -19,8 +19,9 @@ help: ## list the targets
 # nsenter constructor (C) must run before the Go runtime starts.
 STATIC_FLAGS := -tags netgo,osusergo -ldflags '-extldflags "-static"'
 
-build: ## build bin/nodedebug (static, with the cgo nsenter constructor)
+build: ## build bin/nodedebug (static, with the cgo nsenter constructor) and bin/nodedebug-gateway
 	CGO_ENABLED=1 $(GO) build $(STATIC_FLAGS) -o $(BIN) .
+	CGO_ENABLED=0 $(GO) build -o bin/nodedebug-gateway ./cmd/nodedebug-gateway
 
 deps: ## install containerd 1.6 and 2.4, runc, crictl, CNI plugins, busybox (root)
 	bash test/install-deps.sh

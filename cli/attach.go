@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"golang.org/x/term"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/nodedebug/nodedebug/agent"
 	"github.com/nodedebug/nodedebug/api"
@@ -49,7 +48,7 @@ type AttachOptions struct {
 	// AgentSet means --agent was given: attach on this node, not through
 	// the API server with Kube.
 	AgentSet bool
-	Kube     *genericclioptions.ConfigFlags
+	Kube     *KubeFlags
 
 	Streams
 }

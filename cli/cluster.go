@@ -13,21 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/util/exec"
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/nodedebug/nodedebug/api"
 )
-
-// newKubeFlags are kubectl's connection flags (--kubeconfig, --context,
-// --as, …) without -n, which attach defines itself.
-func newKubeFlags() *genericclioptions.ConfigFlags {
-	flags := genericclioptions.NewConfigFlags(true)
-	flags.Namespace = nil
-	return flags
-}
 
 // completeNamespace takes the kubeconfig context's namespace when -n is
 // not given, as kubectl does; node-local attaches default to "default".
@@ -40,7 +31,7 @@ func (o *AttachOptions) completeNamespace() error {
 		return nil
 	}
 
-	ns, _, err := o.Kube.ToRawKubeConfigLoader().Namespace()
+	ns, err := o.Kube.Namespace()
 	if err != nil {
 		return fmt.Errorf("read the namespace of the kubeconfig context: %w", err)
 	}
@@ -57,7 +48,7 @@ func (o *AttachOptions) Local() bool {
 // runCluster attaches through the API server and the gateway with the
 // remote-command websocket protocol, as kubectl exec does.
 func (o *AttachOptions) runCluster(ctx context.Context) error {
-	config, err := o.Kube.ToRESTConfig()
+	config, err := o.Kube.RESTConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}

@@ -56,8 +56,6 @@ func newRootCommand(streams Streams) *cobra.Command {
 		newCopyCommand(streams),
 		newEditCommand(streams),
 		newAgentCommand(streams),
-		newGatewayCommand(streams),
-		newGatewayCommand(streams),
 		newPingCommand(streams),
 		newInitCommand(streams),
 		newNsenterInitCommand(streams),
@@ -69,7 +67,7 @@ func newRootCommand(streams Streams) *cobra.Command {
 }
 
 func newAttachCommand(streams Streams) *cobra.Command {
-	o := &AttachOptions{Streams: streams, Kube: newKubeFlags()}
+	o := &AttachOptions{Streams: streams, Kube: &KubeFlags{}}
 	cmd := &cobra.Command{
 		Use:   "attach [-n NAMESPACE] [-i] [-t] POD[/CONTAINER] [-- COMMAND [ARG...]]",
 		Short: "Open a tool container in a target container's namespaces",

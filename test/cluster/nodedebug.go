@@ -28,7 +28,8 @@ const GatewayPort = 8443
 // pod with the agent's labels standing in for the agent's pod, so the
 // gateway finds the agent through the API exactly as in a cluster.
 type Install struct {
-	// Binary is the nodedebug binary the agent and the gateway run.
+	// Binary is the nodedebug binary the agent runs; nodedebug-gateway
+	// sits next to it.
 	Binary string
 	// Deploy is a copy of deploy/ with certificates from its certs.sh.
 	Deploy string
@@ -157,7 +158,7 @@ func (i *Install) StartGateway(ctx context.Context) error {
 	_, agentPort, _ := net.SplitHostPort(i.AgentAddr)
 
 	i.Gateway, err = StartProcess("gateway", filepath.Join(i.dir, "gateway.log"),
-		i.c.Netns.Exec(), i.Binary, "gateway",
+		i.c.Netns.Exec(), filepath.Join(filepath.Dir(i.Binary), "nodedebug-gateway"),
 		"--listen", net.JoinHostPort(i.c.Netns.PeerIP.String(), strconv.Itoa(GatewayPort)),
 		"--kubeconfig", kubeconfig,
 		"--tls-cert", filepath.Join(i.Certs, "gateway.crt"),
@@ -256,19 +257,34 @@ func (c *Cluster) KubectlRun(ctx context.Context, stdin []byte, args ...string) 
 	return out, nil
 }
 
-// BuildNodedebug builds the binary from the module at root as make build
-// does: static, since the agent's binary is also the tool containers'
-// init; with cgo, for the nsenter constructor.
+// BuildNodedebug builds nodedebug and nodedebug-gateway from the module at
+// root into dir as make build does, and returns nodedebug's path.
 func BuildNodedebug(ctx context.Context, root, dir string) (string, error) {
 	binary := filepath.Join(dir, "nodedebug")
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "netgo,osusergo",
+	// Static, since the agent's binary is also the tool containers' init;
+	// with cgo, for the nsenter constructor.
+	err := goBuild(ctx, root, "CGO_ENABLED=1", "-tags", "netgo,osusergo",
 		"-ldflags", `-extldflags "-static"`, "-o", binary, ".")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build nodedebug: %w\n%s", err, out)
+	if err != nil {
+		return "", err
 	}
-	return binary, nil
+	return binary, BuildGateway(ctx, root, dir)
+}
+
+// BuildGateway builds nodedebug-gateway from the module at root into dir.
+func BuildGateway(ctx context.Context, root, dir string) error {
+	return goBuild(ctx, root, "CGO_ENABLED=0", "-o", filepath.Join(dir, "nodedebug-gateway"),
+		"./cmd/nodedebug-gateway")
+}
+
+func goBuild(ctx context.Context, root, env string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build"}, args...)...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", args[len(args)-1], err, out)
+	}
+	return nil
 }
 
 func freePortOn(ip net.IP) (int, error) {

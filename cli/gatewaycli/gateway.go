@@ -1,4 +1,9 @@
-package cli
+// Package gatewaycli is the command line of nodedebug-gateway. It is apart
+// from cli, and the gateway a binary apart from nodedebug, because the
+// gateway's Kubernetes libraries (client-go's clientset, k8s.io/apiserver)
+// would almost double the resident memory of the agent and of the init of
+// every tool container, which are the nodedebug binary.
+package gatewaycli
 
 import (
 	"context"
@@ -7,22 +12,36 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nodedebug/nodedebug/cli"
 	"github.com/nodedebug/nodedebug/gateway"
 )
+
+// Run executes the gateway's command line and returns the exit status.
+func Run(ctx context.Context, args []string, streams cli.Streams) int {
+	cmd := newGatewayCommand(streams)
+	cmd.SetArgs(args)
+
+	err := cmd.ExecuteContext(ctx)
+	code := cli.ExitCode(ctx, err)
+	if err != nil {
+		fmt.Fprintf(streams.ErrOut, "nodedebug-gateway: %v\n", err)
+	}
+	return code
+}
 
 // GatewayOptions is how `nodedebug gateway` was started.
 type GatewayOptions struct {
 	Config   gateway.Config
 	LogLevel string
 
-	Streams
+	cli.Streams
 }
 
 // Run serves the aggregated API until ctx ends.
 func (o *GatewayOptions) Run(ctx context.Context) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
-		return usageError("--log-level %q: use debug, info, warn or error", o.LogLevel)
+		return cli.UsageErrorf("--log-level %q: use debug, info, warn or error", o.LogLevel)
 	}
 	o.Config.Log = slog.New(slog.NewJSONHandler(o.ErrOut, &slog.HandlerOptions{Level: level}))
 
@@ -33,12 +52,15 @@ func (o *GatewayOptions) Run(ctx context.Context) error {
 	return g.Serve(ctx)
 }
 
-func newGatewayCommand(streams Streams) *cobra.Command {
+func newGatewayCommand(streams cli.Streams) *cobra.Command {
 	o := &GatewayOptions{Streams: streams}
 	cmd := &cobra.Command{
-		Use:   "gateway",
+		Use:   "nodedebug-gateway",
 		Short: "Serve the nodedebug.io aggregated API and forward sessions to the agents",
 		Args:  cobra.NoArgs,
+		// Errors are printed once, by Run.
+		SilenceErrors: true,
+		SilenceUsage:  true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return o.Run(cmd.Context())
 		},
