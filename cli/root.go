@@ -111,6 +111,11 @@ itself failed (agent unreachable, target not found or not running);
 	flags.BoolVar(&o.Detach, "detach", false, "start the session, print its id and leave it running")
 	flags.StringVar(&o.Session, "session", "", "reattach to a session started with --detach")
 	o.Kube.AddFlags(flags)
+
+	cmd.ValidArgsFunction = func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		o.AgentSet = c.Flags().Changed("agent")
+		return o.completeTargets(c, args, toComplete)
+	}
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,6 +108,9 @@ func TestClusterPath(t *testing.T) {
 			t.Errorf("exit %d, stderr %q; want 125 naming the pod", r.code, r.stderr)
 		}
 	})
+	t.Run("shell completion lists pods and containers", func(t *testing.T) {
+		e.checkCompletion(t, ctx)
+	})
 	t.Run("agent accepts only the gateway's certificate", func(t *testing.T) {
 		e.checkAgentIdentity(t, ctx)
 	})
@@ -130,6 +134,24 @@ func (e *env) installDeploy(t *testing.T, ctx context.Context) {
 
 	if _, err := e.install.Apply(ctx, false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkCompletion asks cobra's completion command, as a shell would.
+func (e *env) checkCompletion(t *testing.T, ctx context.Context) {
+	kubeconfig, err := e.c.WriteKubeconfig("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prefix, want := range map[string]string{"w": "web", "web/": "web/app"} {
+		out, err := exec.CommandContext(ctx, e.binary, "__complete", "attach", "--kubeconfig", kubeconfig,
+			"-n", targetNamespace, prefix).Output()
+		if err != nil {
+			t.Fatalf("complete %q: %v", prefix, err)
+		}
+		if lines := strings.Split(string(out), "\n"); lines[0] != want {
+			t.Errorf("complete %q = %q, want %s first", prefix, out, want)
+		}
 	}
 }
 

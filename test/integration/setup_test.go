@@ -70,7 +70,7 @@ func logTail(t *testing.T, p *cluster.Process) {
 }
 
 // grant binds user to nodedebug-user in the target namespace and, with
-// exec, lets them create pods/exec there.
+// exec, lets them create pods/exec and read pods there.
 func (e *env) grant(t *testing.T, ctx context.Context, user string, exec bool) {
 	t.Helper()
 	rbac := e.c.Client.RbacV1().RoleBindings(targetNamespace)
@@ -87,8 +87,11 @@ func (e *env) grant(t *testing.T, ctx context.Context, user string, exec bool) {
 	}
 
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: user + "-exec"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods/exec"},
-			Verbs: []string{"create"}}}}
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods/exec"}, Verbs: []string{"create"}},
+			// What kubectl exec users have too; completion lists pods with it.
+			{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		}}
 	if _, err := e.c.Client.RbacV1().Roles(targetNamespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create exec role: %v", err)
 	}
