@@ -33,7 +33,8 @@ type podList struct {
 }
 
 // completeTargets completes POD and POD/CONTAINER from the cluster.
-func (o *AttachOptions) completeTargets(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+func (o *AttachOptions) completeTargets(cmd *cobra.Command, args []string,
+	toComplete string) ([]string, cobra.ShellCompDirective) {
 	if len(args) > 0 || o.Local() {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

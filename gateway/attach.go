@@ -124,7 +124,8 @@ func nonEmpty(values []string) []string {
 }
 
 // authorize returns a non-zero HTTP code when the user may not attach.
-func (g *Gateway) authorize(ctx context.Context, method string, req *attachRequest) (int, metav1.StatusReason, string) {
+func (g *Gateway) authorize(ctx context.Context, method string,
+	req *attachRequest) (int, metav1.StatusReason, string) {
 	t := req.start.Target
 	own := attachAccess
 	if method == http.MethodGet {
@@ -147,7 +148,8 @@ func (g *Gateway) authorize(ctx context.Context, method string, req *attachReque
 func refusal(u user.Info, a access, t *api.Target, reason string) string {
 	msg := fmt.Sprintf("user %q may not %s on pod %s/%s", u.GetName(), a, t.Namespace, t.Pod)
 	if a == execAccess {
-		msg += "; nodedebug attach needs the same permission as kubectl exec: ask for a Role that allows create on pods/exec there"
+		msg += "; nodedebug attach needs the same permission as kubectl exec:" +
+			" ask for a Role that allows create on pods/exec there"
 	}
 	if reason != "" {
 		msg += " (" + reason + ")"

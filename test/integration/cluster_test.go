@@ -209,7 +209,8 @@ func (e *env) checkAgentIdentity(t *testing.T, ctx context.Context) {
 		t.Fatal(err)
 	}
 
-	gateway := cluster.KeyPair{CertFile: filepath.Join(e.install.Certs, "gateway.crt"), KeyFile: filepath.Join(e.install.Certs, "gateway.key")}
+	gateway := cluster.KeyPair{CertFile: filepath.Join(e.install.Certs, "gateway.crt"),
+		KeyFile: filepath.Join(e.install.Certs, "gateway.key")}
 	tests := []struct {
 		name string
 		cert *cluster.KeyPair
