@@ -37,6 +37,8 @@ type Install struct {
 	Certs string
 	// AgentAddr is the agent's mutual-TLS address.
 	AgentAddr string
+	// AuditLog is the agent's audit log.
+	AuditLog string
 	Agent     *Process
 	Gateway   *Process
 
@@ -98,6 +100,7 @@ func (i *Install) StartAgent(ctx context.Context, toolboxTar, pauseImage string)
 		return err
 	}
 	i.AgentAddr = net.JoinHostPort(i.c.HostIP.String(), strconv.Itoa(port))
+	i.AuditLog = filepath.Join(i.dir, "agent-audit.log")
 	socket := filepath.Join(i.dir, "agent.sock")
 
 	i.Agent, err = StartProcess("agent", filepath.Join(i.dir, "agent.log"), nil, i.Binary, "agent",
@@ -105,6 +108,7 @@ func (i *Install) StartAgent(ctx context.Context, toolboxTar, pauseImage string)
 		"--listen", socket,
 		"--toolbox-tar", toolboxTar,
 		"--state-dir", filepath.Join(i.dir, "state"),
+		"--audit-log", i.AuditLog,
 		"--listen-tls", i.AgentAddr,
 		"--tls-cert", filepath.Join(i.Certs, "agent.crt"),
 		"--tls-key", filepath.Join(i.Certs, "agent.key"),
