@@ -27,4 +27,6 @@ const (
 	ParamShare   = "share"
 	ParamExited  = "exited"
 	ParamAttempt = "attempt"
+	// ParamReason goes to the agent's audit record, as --reason.
+	ParamReason = "reason"
 )

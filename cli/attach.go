@@ -148,6 +148,9 @@ func (o *AttachOptions) Validate() error {
 	if o.Detach && o.Session != "" {
 		return usageError("--detach starts a session and --session reattaches to one; pick one")
 	}
+	if err := o.validateCluster(); err != nil {
+		return err
+	}
 	if o.Attempt >= 0 && !o.Exited {
 		return usageError("--attempt picks an exited attempt; add --exited")
 	}

@@ -45,6 +45,20 @@ func (o *AttachOptions) Local() bool {
 	return o.AgentSet || o.Kube == nil
 }
 
+// validateCluster refuses what the API server path does not carry yet.
+func (o *AttachOptions) validateCluster() error {
+	if o.Local() {
+		return nil
+	}
+	for flag, set := range map[string]bool{"--detach": o.Detach, "--session": o.Session != "",
+		"--custom": o.CustomFile != ""} {
+		if set {
+			return usageError("%s works on the node only for now: add --agent unix:///run/nodedebug/agent.sock", flag)
+		}
+	}
+	return nil
+}
+
 // runCluster attaches through the API server and the gateway with the
 // remote-command websocket protocol, as kubectl exec does.
 func (o *AttachOptions) runCluster(ctx context.Context) error {
@@ -111,6 +125,7 @@ func (o *AttachOptions) attachURL(host string) (*url.URL, error) {
 	set("tty", strconv.FormatBool(o.TTY))
 	set(api.ParamImage, o.Image)
 	set(api.ParamProfile, o.Profile)
+	set(api.ParamReason, o.Reason)
 	if o.ShareSet {
 		q[api.ParamShare] = append([]string{""}, o.Share...)
 	}

@@ -28,9 +28,9 @@ func TestAttachURL(t *testing.T) {
 		{
 			name: "share only net, exited attempt, image",
 			o: AttachOptions{Namespace: "shop", Pod: "web", ShareSet: true, Share: []string{"net"},
-				Exited: true, Attempt: 2, Image: "netshoot:1"},
+				Exited: true, Attempt: 2, Image: "netshoot:1", Reason: "INC-7"},
 			want: "https://api:6443/apis/nodedebug.io/v1alpha1/namespaces/shop/pods/web/attach?" +
-				"attempt=2&exited=true&image=netshoot%3A1&share=&share=net&stderr=true&stdin=false&stdout=true&tty=false",
+				"attempt=2&exited=true&image=netshoot%3A1&reason=INC-7&share=&share=net&stderr=true&stdin=false&stdout=true&tty=false",
 		},
 	}
 	for _, tt := range tests {
@@ -67,6 +67,28 @@ func TestStatusMessage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := statusMessage(tt.status); got != tt.want {
 				t.Errorf("statusMessage = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestClusterModeRefusesNodeOnlyFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		o    AttachOptions
+		ok   bool
+	}{
+		{name: "cluster, plain", o: AttachOptions{Kube: &KubeFlags{}}, ok: true},
+		{name: "cluster, detach", o: AttachOptions{Kube: &KubeFlags{}, Detach: true}},
+		{name: "cluster, session", o: AttachOptions{Kube: &KubeFlags{}, Session: "abc"}},
+		{name: "cluster, custom", o: AttachOptions{Kube: &KubeFlags{}, CustomFile: "x.json"}},
+		{name: "node, detach", o: AttachOptions{Kube: &KubeFlags{}, AgentSet: true, Detach: true}, ok: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.validateCluster()
+			if tt.ok != (err == nil) {
+				t.Fatalf("validateCluster = %v, want ok=%v", err, tt.ok)
 			}
 		})
 	}

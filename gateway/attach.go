@@ -88,6 +88,7 @@ func parseAttach(r *http.Request, u user.Info) (*attachRequest, error) {
 			Command:  q["command"],
 			Image:    q.Get(api.ParamImage),
 			Profile:  q.Get(api.ParamProfile),
+			Reason:   q.Get(api.ParamReason),
 			Share:    nonEmpty(q[api.ParamShare]),
 			ShareSet: q.Has(api.ParamShare),
 			Stdin:    flag(q, "stdin"),

@@ -29,10 +29,10 @@ func TestParseAttach(t *testing.T) {
 		},
 		{
 			name:  "terminal, share none, exited attempt",
-			query: "?stdin=1&stdout=1&tty=1&share=&exited=true&attempt=3&image=x:1&profile=general",
+			query: "?stdin=1&stdout=1&tty=1&share=&exited=true&attempt=3&image=x:1&profile=general&reason=INC-7",
 			want: &api.Start{
 				Target: &api.Target{Namespace: "shop", Pod: "web", Exited: true, Attempt: 3},
-				Stdin:  true, Tty: true, ShareSet: true, Image: "x:1", Profile: "general",
+				Stdin:  true, Tty: true, ShareSet: true, Image: "x:1", Profile: "general", Reason: "INC-7",
 			},
 		},
 		{name: "no stream at all", query: "?command=true", wantErr: true},

@@ -39,8 +39,8 @@ type Install struct {
 	AgentAddr string
 	// AuditLog is the agent's audit log.
 	AuditLog string
-	Agent     *Process
-	Gateway   *Process
+	Agent    *Process
+	Gateway  *Process
 
 	c   *Cluster
 	dir string

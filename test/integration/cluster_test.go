@@ -52,7 +52,7 @@ func TestClusterPath(t *testing.T) {
 	e.grant(t, ctx, "carol", false)
 
 	t.Run("allowed user reads the target's file", func(t *testing.T) {
-		r := e.attach(t, ctx, "alice", targetPod, "--", "cat", "/target/etc/app.conf")
+		r := e.attach(t, ctx, "alice", "--reason", "INC-7", targetPod, "--", "cat", "/target/etc/app.conf")
 		if r.code != 0 || r.stdout != images.TargetConfig {
 			t.Errorf("exit %d, stdout %q; want 0 and %q", r.code, r.stdout, images.TargetConfig)
 		}
@@ -161,17 +161,18 @@ func (e *env) checkAgentAudit(t *testing.T, user string) {
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		var rec struct {
-			Event string `json:"event"`
-			User  struct {
+			Event  string `json:"event"`
+			Reason string `json:"reason"`
+			User   struct {
 				Kubernetes string `json:"kubernetes"`
 			} `json:"user"`
 		}
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Event == "session.start" &&
-			rec.User.Kubernetes == user {
+			rec.User.Kubernetes == user && rec.Reason == "INC-7" {
 			return
 		}
 	}
-	t.Errorf("agent audit log has no session.start by %s:\n%s", user, data)
+	t.Errorf("agent audit log has no session.start by %s with reason INC-7:\n%s", user, data)
 }
 
 // checkAudit looks for alice's attach in the API server's audit log.
