@@ -92,6 +92,7 @@ type Cluster struct {
 	sysctls    map[string]string
 
 	createdHostDir bool
+	createdLogDir  bool
 }
 
 // Start brings up etcd, kube-apiserver and kubelet and waits until the

@@ -5,20 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// kubeletHostDir is the one host folder kubelet creates whatever its
-// --root-dir says (the device plugin socket folder is compiled in).
-const kubeletHostDir = "/var/lib/kubelet"
+// Host folders kubelet creates whatever its flags say: the device plugin
+// socket folder and the folder of container log links are compiled in.
+const (
+	kubeletHostDir = "/var/lib/kubelet"
+	kubeletLogDir  = "/var/log/containers"
+)
 
-// noteHostDirs remembers whether kubeletHostDir existed before kubelet.
+// noteHostDirs remembers which of kubelet's host folders existed before it.
 func (c *Cluster) noteHostDirs() {
 	_, err := os.Stat(kubeletHostDir)
 	c.createdHostDir = errors.Is(err, os.ErrNotExist)
+	_, err = os.Stat(kubeletLogDir)
+	c.createdLogDir = errors.Is(err, os.ErrNotExist)
 }
 
 // removeLeftovers undoes what kubelet leaves on the host after it exits:
@@ -40,6 +46,33 @@ func (c *Cluster) removeLeftovers() error {
 		if err := os.RemoveAll(kubeletHostDir); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s kubelet created: %w", kubeletHostDir, err))
 		}
+	}
+	errs = append(errs, c.removeLogLinks())
+	return errors.Join(errs...)
+}
+
+// removeLogLinks removes kubelet's links to this cluster's container logs,
+// and the folder when kubelet made it and nothing else is in it.
+func (c *Cluster) removeLogLinks() error {
+	entries, err := os.ReadDir(kubeletLogDir)
+	if err != nil {
+		return nil
+	}
+
+	var errs []error
+	for _, e := range entries {
+		link := filepath.Join(kubeletLogDir, e.Name())
+		target, err := os.Readlink(link)
+		if err != nil || !strings.HasPrefix(target, c.Dir+"/") {
+			continue
+		}
+		if err := os.Remove(link); err != nil {
+			errs = append(errs, fmt.Errorf("remove kubelet's log link %s: %w", link, err))
+		}
+	}
+	if c.createdLogDir {
+		// Fails, and is meant to, while anything else is in it.
+		_ = os.Remove(kubeletLogDir)
 	}
 	return errors.Join(errs...)
 }
