@@ -63,6 +63,9 @@ type Streams struct {
 
 // Complete fills the target from POD[/CONTAINER] and the command after --.
 func (o *AttachOptions) Complete(args []string, dashAt int) error {
+	if err := o.completeNamespace(); err != nil {
+		return err
+	}
 	if o.Session != "" {
 		return o.completeReattach(args)
 	}
@@ -87,9 +90,6 @@ func (o *AttachOptions) Complete(args []string, dashAt int) error {
 		return err
 	}
 	o.Pod, o.Container = pod, container
-	if err := o.completeNamespace(); err != nil {
-		return err
-	}
 
 	if o.CustomFile != "" {
 		if o.Custom, err = os.ReadFile(o.CustomFile); err != nil {

@@ -13,12 +13,17 @@ import (
 	"golang.org/x/sys/unix"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/util/exec"
 	"k8s.io/streaming/pkg/httpstream"
 
 	"github.com/nodedebug/nodedebug/api"
 )
+
+// errNoKubeconfig is attach without --agent where no kubeconfig is.
+var errNoKubeconfig = fmt.Errorf("no kubeconfig to reach the Kubernetes API server: pass --kubeconfig,"+
+	" or attach on the node with --agent %s", DefaultAgentEndpoint)
 
 // completeNamespace takes the kubeconfig context's namespace when -n is
 // not given, as kubectl does; node-local attaches default to "default".
@@ -32,6 +37,9 @@ func (o *AttachOptions) completeNamespace() error {
 	}
 
 	ns, err := o.Kube.Namespace()
+	if clientcmd.IsEmptyConfig(err) {
+		return errNoKubeconfig
+	}
 	if err != nil {
 		return fmt.Errorf("read the namespace of the kubeconfig context: %w", err)
 	}
@@ -63,6 +71,9 @@ func (o *AttachOptions) validateCluster() error {
 // remote-command websocket protocol, as kubectl exec does.
 func (o *AttachOptions) runCluster(ctx context.Context) error {
 	config, err := o.Kube.RESTConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return errNoKubeconfig
+	}
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
