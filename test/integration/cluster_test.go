@@ -105,6 +105,9 @@ func TestClusterPath(t *testing.T) {
 			t.Errorf("exit %d, stderr %q; want 125 naming the pod", r.code, r.stderr)
 		}
 	})
+	t.Run("works as a kubectl plugin", func(t *testing.T) {
+		e.checkPlugin(t, ctx)
+	})
 	t.Run("shell completion lists pods and containers", func(t *testing.T) {
 		e.checkCompletion(t, ctx)
 	})
@@ -131,6 +134,27 @@ func (e *env) installDeploy(t *testing.T, ctx context.Context) {
 
 	if _, err := e.install.Apply(ctx, false); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// checkPlugin runs `kubectl nodedebug attach` with nodedebug on PATH as
+// kubectl-nodedebug.
+func (e *env) checkPlugin(t *testing.T, ctx context.Context) {
+	dir := t.TempDir()
+	if err := os.Symlink(e.binary, filepath.Join(dir, "kubectl-nodedebug")); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := e.c.WriteKubeconfig("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.CommandContext(ctx, e.c.Kubectl(), "nodedebug", "attach", "--kubeconfig", kubeconfig,
+		"-n", targetNamespace, targetPod, "--", "cat", "/target/etc/app.conf")
+	cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+	out, err := cmd.Output()
+	if err != nil || string(out) != images.TargetConfig {
+		t.Errorf("kubectl nodedebug attach: %v, stdout %q", err, out)
 	}
 }
 
