@@ -1,5 +1,6 @@
-# The agent image: one static nodedebug binary and the toolbox image tar it
-# imports at start. Multi-arch with buildx:
+# The image: one static nodedebug binary (agent, CLI, tool init), the
+# toolbox image tar the agent imports at start, and nodedebug-gateway for
+# the gateway Deployment. Multi-arch with buildx:
 #   docker buildx build --platform linux/amd64,linux/arm64 -t nodedebug:dev .
 
 # busybox-static of the target architecture becomes the toolbox.
@@ -16,10 +17,13 @@ COPY . .
 COPY --from=busybox /bin/busybox /busybox
 # Static: the agent's binary also runs inside tool containers as their init.
 RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags=-s -o /out/nodedebug . \
+    && CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags=-s \
+        -o /out/nodedebug-gateway ./cmd/nodedebug-gateway \
     && go run ./test/images/cmd/mkimage toolbox -busybox /busybox -o /out/toolbox.tar
 
 FROM scratch
 COPY --from=build /out/nodedebug /usr/local/bin/nodedebug
+COPY --from=build /out/nodedebug-gateway /usr/local/bin/nodedebug-gateway
 COPY --from=build /out/toolbox.tar /opt/nodedebug/toolbox.tar
 ENTRYPOINT ["/usr/local/bin/nodedebug"]
 CMD ["agent", "--toolbox-tar", "/opt/nodedebug/toolbox.tar"]

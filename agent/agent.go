@@ -67,6 +67,9 @@ type Config struct {
 	AuditLog    string
 	AuditStdout io.Writer
 
+	// TLS, when set, also serves the gateway over mutual TLS.
+	TLS *TLSListen
+
 	Log *slog.Logger
 }
 

@@ -125,7 +125,7 @@ func (s *session) record(event string) *AuditRecord {
 		Time:        time.Now().UTC(),
 		Event:       event,
 		Session:     s.id,
-		User:        AuditUser{UID: s.peer.uid, PID: s.peer.pid},
+		User:        AuditUser{UID: s.peer.uid, PID: s.peer.pid, Kubernetes: s.peer.kubernetes},
 		Reason:      s.start.Reason,
 		Target:      AuditTarget{Namespace: t.Namespace, Pod: t.Pod, Container: t.Container},
 		Image:       s.image,

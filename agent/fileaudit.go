@@ -90,7 +90,7 @@ func (op *fileOp) record(event string) *AuditRecord {
 		Time:    time.Now().UTC(),
 		Event:   event,
 		Session: op.id,
-		User:    AuditUser{UID: op.peer.uid, PID: op.peer.pid},
+		User:    AuditUser{UID: op.peer.uid, PID: op.peer.pid, Kubernetes: op.peer.kubernetes},
 		Target:  AuditTarget{Namespace: op.ref.GetNamespace(), Pod: op.ref.GetPod(), Container: op.ref.GetContainer()},
 		Command: op.command,
 		Start:   op.started.UTC(),

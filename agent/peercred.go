@@ -16,6 +16,9 @@ import (
 type peerInfo struct {
 	uid uint32
 	pid int32
+	// kubernetes is the user the gateway verified, for calls over its
+	// mutual-TLS listener; uid and pid are then zero.
+	kubernetes string
 }
 
 // peerCredentials is a gRPC transport credential for a unix socket: it
@@ -79,6 +82,9 @@ func (peerCredentials) OverrideServerName(string) error { return nil }
 
 // callerOf returns the peer credentials of the call in ctx.
 func callerOf(ctx context.Context) peerInfo {
+	if c, ok := CallerFrom(ctx); ok {
+		return peerInfo{kubernetes: c.User}
+	}
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return peerInfo{}

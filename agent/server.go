@@ -41,16 +41,25 @@ func (a *Agent) Serve(ctx context.Context, path string) error {
 	server := grpc.NewServer(append(opts, recoverCalls(a.log)...)...)
 	api.RegisterAgentServer(server, &service{agent: a})
 
-	served := make(chan error, 1)
+	// Room for both servers' results, so neither goroutine blocks.
+	served := make(chan error, 2)
 	go func() { served <- server.Serve(listener) }()
 	a.log.InfoContext(ctx, "agent listening", "socket", path)
+	tlsServer, err := a.serveTLS(ctx, served)
+	if err != nil {
+		server.Stop()
+		return err
+	}
 
 	select {
 	case err = <-served:
 	case <-ctx.Done():
 		a.log.Info("shutting down")
 		a.stop()
-		stopGracefully(server, shutdownGrace)
+	}
+	stopGracefully(server, shutdownGrace)
+	if tlsServer != nil {
+		stopGracefully(tlsServer, shutdownGrace)
 	}
 
 	a.Wait()

@@ -28,6 +28,7 @@ type AgentOptions struct {
 	AuditLog        string
 	AuditStdout     bool
 	MetricsListen   string
+	TLS             agent.TLSListen
 
 	Streams
 }
@@ -74,6 +75,7 @@ func (o *AgentOptions) Run(ctx context.Context) error {
 		Policy:          policy,
 		AuditLog:        o.AuditLog,
 		AuditStdout:     auditStdout,
+		TLS:             o.tlsListen(),
 		Log:             log,
 	})
 	if err != nil {
@@ -142,5 +144,6 @@ func newAgentCommand(streams Streams) *cobra.Command {
 	flags.BoolVar(&o.AuditStdout, "audit-stdout", false, "also write every audit record to stdout")
 	flags.StringVar(&o.MetricsListen, "metrics-listen", "",
 		"serve Prometheus metrics on HOST:PORT; :PORT means 127.0.0.1:PORT (default: off)")
+	addAgentTLSFlags(flags, &o.TLS)
 	return cmd
 }

@@ -46,6 +46,10 @@ type AttachOptions struct {
 	Custom     []byte
 
 	Agent string
+	// AgentSet means --agent was given: attach on this node, not through
+	// the API server with Kube.
+	AgentSet bool
+	Kube     *KubeFlags
 
 	Streams
 }
@@ -60,6 +64,9 @@ type Streams struct {
 
 // Complete fills the target from POD[/CONTAINER] and the command after --.
 func (o *AttachOptions) Complete(args []string, dashAt int) error {
+	if err := o.completeNamespace(); err != nil {
+		return err
+	}
 	if o.Session != "" {
 		return o.completeReattach(args)
 	}
@@ -142,6 +149,9 @@ func (o *AttachOptions) Validate() error {
 	if o.Detach && o.Session != "" {
 		return usageError("--detach starts a session and --session reattaches to one; pick one")
 	}
+	if err := o.validateCluster(); err != nil {
+		return err
+	}
 	if err := validateAttempt(o.Attempt, o.Exited); err != nil {
 		return err
 	}
@@ -160,6 +170,10 @@ func (o *AttachOptions) Validate() error {
 
 // Run attaches and returns the remote command's exit status.
 func (o *AttachOptions) Run(ctx context.Context) error {
+	if !o.Local() {
+		return o.runCluster(ctx)
+	}
+
 	client, closeConn, err := dialAgent(o.Agent)
 	if err != nil {
 		return err

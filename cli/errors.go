@@ -43,6 +43,11 @@ type UsageError struct {
 
 func (e *UsageError) Error() string { return e.msg }
 
+// UsageErrorf is a bad command line, for commands outside this package.
+func UsageErrorf(format string, args ...any) error {
+	return usageError(format, args...)
+}
+
 func usageError(format string, args ...any) error {
 	return &UsageError{msg: fmt.Sprintf(format, args...)}
 }

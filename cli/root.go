@@ -67,7 +67,7 @@ func newRootCommand(streams Streams) *cobra.Command {
 }
 
 func newAttachCommand(streams Streams) *cobra.Command {
-	o := &AttachOptions{Streams: streams}
+	o := &AttachOptions{Streams: streams, Kube: &KubeFlags{}}
 	cmd := &cobra.Command{
 		Use:   "attach [-n NAMESPACE] [-i] [-t] POD[/CONTAINER] [-- COMMAND [ARG...]]",
 		Short: "Open a tool container in a target container's namespaces",
@@ -82,6 +82,7 @@ itself failed (agent unreachable, target not found or not running);
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.ShareSet = cmd.Flags().Changed("share")
+			o.AgentSet = cmd.Flags().Changed("agent")
 			if err := o.Complete(args, cmd.ArgsLenAtDash()); err != nil {
 				return err
 			}
@@ -93,7 +94,8 @@ itself failed (agent unreachable, target not found or not running);
 	}
 
 	flags := cmd.Flags()
-	flags.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of the pod")
+	flags.StringVarP(&o.Namespace, "namespace", "n", "",
+		"namespace of the pod (default: the kubeconfig context's, or default)")
 	flags.StringVarP(&o.Container, "container", "c", "", "container to debug (instead of POD/CONTAINER)")
 	flags.BoolVarP(&o.Stdin, "stdin", "i", false, "pass stdin to the tool process")
 	flags.BoolVarP(&o.TTY, "tty", "t", false, "allocate a terminal for the tool process")
@@ -102,11 +104,18 @@ itself failed (agent unreachable, target not found or not running);
 	flags.StringSliceVar(&o.Share, "share", nil, "target namespaces to join besides pid: net, ipc, uts (default: all three)")
 	flags.BoolVar(&o.Exited, "exited", false, "inspect the filesystem of an exited container")
 	flags.IntVar(&o.Attempt, "attempt", -1, "with --exited, the restart attempt to inspect (default: the newest)")
-	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
+	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint,
+		"attach on this node through the agent socket, not through the Kubernetes API server")
 	flags.StringVar(&o.Reason, "reason", "", "why you are debugging; recorded in the agent's audit log")
 	flags.StringVar(&o.CustomFile, "custom", "", "partial OCI process spec (JSON or YAML) laid over the profile")
 	flags.BoolVar(&o.Detach, "detach", false, "start the session, print its id and leave it running")
 	flags.StringVar(&o.Session, "session", "", "reattach to a session started with --detach")
+	o.Kube.AddFlags(flags)
+
+	cmd.ValidArgsFunction = func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		o.AgentSet = c.Flags().Changed("agent")
+		return o.completeTargets(c, args, toComplete)
+	}
 	return cmd
 }
 

@@ -187,6 +187,8 @@ func (e *env) startAgent(ctx context.Context, path string) (*agentProcess, error
 		"--toolbox-tar", e.images.Toolbox.Path,
 		"--state-dir", filepath.Join(e.dir, "state-"+path),
 		"--path", path,
+		// Not the default /var/log/nodedebug: nothing of the run on the host.
+		"--audit-log", filepath.Join(e.dir, "audit-"+path+".log"),
 		"--log-level", "debug")
 	a.cmd.Stdout, a.cmd.Stderr = logFile, logFile
 	if err := a.cmd.Start(); err != nil {

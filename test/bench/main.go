@@ -32,6 +32,7 @@ type config struct {
 	streamBytes int64
 	stdinBytes  int64
 	streamRuns  int
+	clusterRuns int
 	out         string
 	containerd  string
 	ctr         string
@@ -88,6 +89,7 @@ func parseFlags() (config, error) {
 	flag.Int64Var(&cfg.streamBytes, "stream-bytes", 1<<30, "bytes of stdout per streaming run")
 	flag.Int64Var(&cfg.stdinBytes, "stdin-bytes", 256<<20, "bytes of stdin per stdin run")
 	flag.IntVar(&cfg.streamRuns, "stream-runs", 3, "streaming and stdin runs per tool")
+	flag.IntVar(&cfg.clusterRuns, "cluster-runs", 10, "runs per tool through the API server (each kubectl debug adds an ephemeral container)")
 	flag.StringVar(&cfg.out, "out", "bench-results.json", "JSON report path")
 	flag.StringVar(&cfg.containerd, "containerd", os.Getenv("NODEDEBUG_CONTAINERD"),
 		"containerd binary (default: the v2.4.2 from install-deps.sh, else PATH)")
@@ -95,8 +97,8 @@ func parseFlags() (config, error) {
 	flag.StringVar(&cfg.crictl, "crictl", "", "crictl binary (default: PATH, else install-deps.sh's)")
 	flag.Parse()
 
-	if cfg.runs < 1 || cfg.concurrent < 1 || cfg.streamRuns < 1 || cfg.rssSessions < 1 {
-		return cfg, errors.New("-runs, -concurrent, -rss-sessions and -stream-runs must be at least 1")
+	if cfg.runs < 1 || cfg.concurrent < 1 || cfg.streamRuns < 1 || cfg.rssSessions < 1 || cfg.clusterRuns < 1 {
+		return cfg, errors.New("-runs, -concurrent, -rss-sessions, -stream-runs and -cluster-runs must be at least 1")
 	}
 	if os.Geteuid() != 0 {
 		return cfg, errors.New("needs root to run containerd; try sudo make bench")
@@ -144,7 +146,7 @@ func (c config) describe() map[string]any {
 	return map[string]any{
 		"runs": c.runs, "concurrent": c.concurrent, "rss_sessions": c.rssSessions,
 		"sandboxes": c.sandboxes, "stream_bytes": c.streamBytes, "stdin_bytes": c.stdinBytes,
-		"stream_runs": c.streamRuns, "containerd": c.containerd, "ctr": c.ctr, "crictl": c.crictl,
+		"stream_runs": c.streamRuns, "cluster_runs": c.clusterRuns, "containerd": c.containerd, "ctr": c.ctr, "crictl": c.crictl,
 	}
 }
 
@@ -170,6 +172,7 @@ func (b *bench) runAll(ctx context.Context) {
 		{"memory after streaming", b.memoryAfterStreaming},
 		{"concurrency", b.concurrency},
 		{"lookup", b.lookup},
+		{"cluster attach latency", b.clusterLatency},
 	}
 	for _, p := range phases {
 		if ctx.Err() != nil {
