@@ -8,17 +8,20 @@ FROM --platform=$TARGETPLATFORM debian:12-slim AS busybox
 RUN apt-get update && apt-get install -y --no-install-recommends busybox-static \
     && rm -rf /var/lib/apt/lists/*
 
-FROM --platform=$BUILDPLATFORM golang:1.26 AS build
-ARG TARGETOS TARGETARCH
+# The build runs on the target's platform (under emulation for a foreign
+# one): the nsenter constructor is C, and a native gcc links it statically
+# without a cross toolchain.
+FROM --platform=$TARGETPLATFORM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 COPY --from=busybox /bin/busybox /busybox
-# Static: the agent's binary also runs inside tool containers as their init.
-RUN CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags=-s -o /out/nodedebug . \
-    && CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH go build -trimpath -ldflags=-s \
-        -o /out/nodedebug-gateway ./cmd/nodedebug-gateway \
+# Static, with cgo for the nsenter constructor: the agent's binary also
+# runs inside tool images as their init, whatever libc they have or lack.
+RUN CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo \
+        -ldflags '-s -extldflags "-static"' -o /out/nodedebug . \
+    && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/nodedebug-gateway ./cmd/nodedebug-gateway \
     && go run ./test/images/cmd/mkimage toolbox -busybox /busybox -o /out/toolbox.tar
 
 FROM scratch
