@@ -5,7 +5,9 @@
 // With it set, the process
 //   1. opens the target's namespace files (pid, and net/ipc/uts as asked),
 //   2. moves into a private mount namespace of its own, so the mounts the
-//      child makes are never seen by the host or the target,
+//      child makes are never seen by the host or the target, and into a
+//      fresh net, ipc or uts namespace for each of those it does not join,
+//      so the tool never shares the node's,
 //   3. joins the namespaces, then forks: only a child enters a pid namespace,
 //   4. reports the child's host pid on fd 3, waits for it and exits with its
 //      status. The child returns from here into the Go runtime, which sets up
@@ -103,6 +105,7 @@ __attribute__((constructor)) static void nsenter(void)
 	const char *pid = getenv(ENV_PID);
 	const char *share = getenv(ENV_SHARE);
 	size_t i, n = sizeof(joins) / sizeof(joins[0]);
+	int fresh = CLONE_NEWNS;
 	pid_t child;
 
 	if (pid == NULL || *pid == '\0')
@@ -111,10 +114,12 @@ __attribute__((constructor)) static void nsenter(void)
 	for (i = 0; i < n; i++) {
 		if (joins[i].type == CLONE_NEWPID || shared(share, joins[i].name))
 			joins[i].fd = open_ns(pid, joins[i].name);
+		else
+			fresh |= joins[i].type;
 	}
 
-	if (unshare(CLONE_NEWNS) < 0)
-		fail("unshare", "mount namespace");
+	if (unshare(fresh) < 0)
+		fail("unshare", "mount, net, ipc or uts namespace");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		fail("make private", "/");
 
