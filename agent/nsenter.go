@@ -105,15 +105,15 @@ func (l *nsenterLauncher) launch(ctx context.Context, req *toolRequest) (tool, e
 // environment, the child the flags.
 func (l *nsenterLauncher) command(in ToolSpec, targetPid int) *exec.Cmd {
 	args := []string{"nsenter-init",
-		"--rootfs", l.rootfs,
-		"--scratch", l.scratch,
 		"--target-pid", strconv.Itoa(targetPid),
 		"--cwd", in.Cwd,
 		"--"}
 	cmd := exec.Command(l.binary, append(args, in.Args...)...)
 	cmd.Env = append(in.Env,
 		nsenter.EnvPid+"="+strconv.Itoa(in.TargetPid),
-		nsenter.EnvShare+"="+strings.Join(in.Share, ","))
+		nsenter.EnvShare+"="+strings.Join(in.Share, ","),
+		nsenter.EnvRootfs+"="+l.rootfs,
+		nsenter.EnvScratch+"="+l.scratch)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }

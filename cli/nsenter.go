@@ -31,8 +31,6 @@ func newNsenterInitCommand(streams Streams) *cobra.Command {
 	}
 
 	flags := cmd.Flags()
-	flags.StringVar(&opts.Rootfs, "rootfs", "", "unpacked toolbox on the host")
-	flags.StringVar(&opts.Scratch, "scratch", "", "empty host folder for the overlay")
 	flags.IntVar(&opts.TargetPid, "target-pid", 0, "the target's pid in its pid namespace")
 	flags.StringVar(&opts.Cwd, "cwd", "/", "working folder of the command")
 	return cmd

@@ -4,14 +4,18 @@
 //
 // With it set, the process
 //   1. opens the target's namespace files (pid, and net/ipc/uts as asked),
-//   2. moves into a private mount namespace of its own, so the mounts the
-//      child makes are never seen by the host or the target, and into a
-//      fresh net, ipc or uts namespace for each of those it does not join,
-//      so the tool never shares the node's,
-//   3. joins the namespaces, then forks: only a child enters a pid namespace,
-//   4. reports the child's host pid on fd 3, waits for it and exits with its
-//      status. The child returns from here into the Go runtime, which sets up
-//      the toolbox root and runs the command.
+//   2. moves into a private mount namespace of its own, so its mounts are
+//      never seen by the host or the target, and into a fresh net, ipc or
+//      uts namespace for each of those it does not join, so the tool never
+//      shares the node's,
+//   3. builds the toolbox root (root.c) and pivots into it, dropping the
+//      node's root: still in the host's pid namespace, where only the host
+//      sees it,
+//   4. joins the namespaces, then forks: only a child enters a pid namespace,
+//      and it is never there with the node's root,
+//   5. reports the child's host pid on fd 3, waits for it and exits with its
+//      status. The child returns from here into the Go runtime, which mounts
+//      /proc, links /target and runs the command.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -25,10 +29,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nsenter.h"
+
 #define ENV_PID "NODEDEBUG_NSENTER_PID"
 #define ENV_SHARE "NODEDEBUG_NSENTER_SHARE"
-#define REPORT_FD 3
-#define EXIT_SETUP 125
+#define ENV_ROOTFS "NODEDEBUG_NSENTER_ROOTFS"
+#define ENV_SCRATCH "NODEDEBUG_NSENTER_SCRATCH"
+// ENV_TEST_STOP stops the child right after the fork, so that a test can
+// look at it from the target's side; the agent never sets it.
+#define ENV_TEST_STOP "NODEDEBUG_NSENTER_TEST_STOP"
 
 struct ns_join {
 	const char *name;
@@ -36,7 +45,7 @@ struct ns_join {
 	int fd;
 };
 
-static void fail(const char *what, const char *arg)
+void fail(const char *what, const char *arg)
 {
 	int saved = errno;
 
@@ -104,12 +113,16 @@ __attribute__((constructor)) static void nsenter(void)
 	};
 	const char *pid = getenv(ENV_PID);
 	const char *share = getenv(ENV_SHARE);
+	const char *rootfs = getenv(ENV_ROOTFS);
+	const char *scratch = getenv(ENV_SCRATCH);
 	size_t i, n = sizeof(joins) / sizeof(joins[0]);
 	int fresh = CLONE_NEWNS;
 	pid_t child;
 
 	if (pid == NULL || *pid == '\0')
 		return;
+	if (rootfs == NULL || *rootfs == '\0' || scratch == NULL || *scratch == '\0')
+		fail("environment", "needs " ENV_ROOTFS " and " ENV_SCRATCH);
 
 	for (i = 0; i < n; i++) {
 		if (joins[i].type == CLONE_NEWPID || shared(share, joins[i].name))
@@ -122,6 +135,7 @@ __attribute__((constructor)) static void nsenter(void)
 		fail("unshare", "mount, net, ipc or uts namespace");
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		fail("make private", "/");
+	enter_root(rootfs, scratch);
 
 	for (i = 0; i < n; i++) {
 		if (joins[i].fd < 0)
@@ -137,6 +151,8 @@ __attribute__((constructor)) static void nsenter(void)
 	if (child == 0) {
 		// Ends the session's command if this process is killed.
 		prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+		if (getenv(ENV_TEST_STOP) != NULL)
+			raise(SIGSTOP);
 		return;
 	}
 

@@ -1,11 +1,18 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nodedebug/nodedebug/test/harness"
 )
@@ -77,4 +84,183 @@ func readNamespace(t *testing.T, pid int, ns string) string {
 		t.Fatal(err)
 	}
 	return link
+}
+
+// TestNsenterPathChildNeverHasTheNodesRoot guards H2: the child the
+// constructor forks into the target's pid namespace is visible there, so
+// from its first instant its root must be the toolbox's, not the node's.
+// The test starts the re-executed binary as the agent does, with the
+// hidden hook that stops the child right after the fork, and looks at
+// the child's root and working folder through /proc while it is stopped.
+func TestNsenterPathChildNeverHasTheNodesRoot(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	targetPid := s.targetPid(t, pod.ContainerIDs["app"])
+	a := s.startPathAgent(t, "nsenter-root", "--path", "nsenter")
+	rootfs := filepath.Join(s.dir, "state-"+a.name, "toolbox", "rootfs")
+
+	child := startPausedChild(t, s.binary, targetPid, rootfs)
+	defer child.finish(t)
+
+	child.waitStopped(t, func() {
+		requireNotNodeRoot(t, child.pid)
+	})
+	if got, want := readNamespace(t, child.pid, "pid"), readNamespace(t, targetPid, "pid"); got != want {
+		t.Fatalf("stopped child is in pid namespace %s, want the target's %s", got, want)
+	}
+	requireNotNodeRoot(t, child.pid)
+}
+
+// pausedChild is `nodedebug nsenter-init` started the way the agent
+// starts it, with the test hook that stops the forked child.
+type pausedChild struct {
+	cmd    *exec.Cmd
+	report *bufio.Scanner
+	start  *os.File
+	pid    int
+}
+
+func startPausedChild(t *testing.T, binary string, targetPid int, rootfs string) *pausedChild {
+	t.Helper()
+	reportR, reportW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	startR, startW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reportR.Close(); startW.Close() })
+
+	c := &pausedChild{report: bufio.NewScanner(reportR), start: startW}
+	c.cmd = exec.Command(binary, "nsenter-init", "--target-pid", strconv.Itoa(pidInNamespace(t, targetPid)),
+		"--cwd", "/", "--", "true")
+	c.cmd.Env = append(os.Environ(),
+		"NODEDEBUG_NSENTER_PID="+strconv.Itoa(targetPid),
+		"NODEDEBUG_NSENTER_SHARE=net,ipc,uts",
+		"NODEDEBUG_NSENTER_ROOTFS="+rootfs,
+		"NODEDEBUG_NSENTER_SCRATCH="+t.TempDir(),
+		"NODEDEBUG_NSENTER_TEST_STOP=1")
+	c.cmd.ExtraFiles = []*os.File{reportW, startR}
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	reportW.Close()
+	startR.Close()
+	t.Cleanup(func() { _ = c.cmd.Process.Kill(); _ = c.cmd.Wait() })
+
+	line := c.nextLine(t)
+	pid, err := strconv.Atoi(strings.TrimPrefix(line, "pid "))
+	if err != nil || !strings.HasPrefix(line, "pid ") {
+		t.Fatalf("first report line = %q, want the child's pid", line)
+	}
+	c.pid = pid
+	return c
+}
+
+func (c *pausedChild) nextLine(t *testing.T) string {
+	t.Helper()
+	if !c.report.Scan() {
+		t.Fatalf("report pipe ended early: %v", c.report.Err())
+	}
+	return c.report.Text()
+}
+
+// waitStopped runs check until the child is stopped by the test hook.
+func (c *pausedChild) waitStopped(t *testing.T, check func()) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !processStopped(t, c.pid) {
+		check()
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d did not stop after the fork", c.pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// finish lets the child go on and checks that the session still runs.
+func (c *pausedChild) finish(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(c.pid, syscall.SIGCONT); err != nil {
+		t.Errorf("continue child %d: %v", c.pid, err)
+	}
+	if line := c.nextLine(t); line != "ready" {
+		t.Fatalf("report after the stop = %q, want ready", line)
+	}
+	if _, err := c.start.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("nsenter-init -- true: %v", err)
+	}
+}
+
+func processStopped(t *testing.T, pid int) bool {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The state follows the command name, which is in parentheses.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(fields) > 0 && fields[0] == "T"
+}
+
+// requireNotNodeRoot fails if pid's root or working folder is the node's
+// root folder.
+func requireNotNodeRoot(t *testing.T, pid int) {
+	t.Helper()
+	var node syscall.Stat_t
+	if err := syscall.Stat("/", &node); err != nil {
+		t.Fatal(err)
+	}
+	for _, link := range []string{"root", "cwd"} {
+		var st syscall.Stat_t
+		path := fmt.Sprintf("/proc/%d/%s/", pid, link)
+		if err := syscall.Stat(path, &st); err != nil {
+			t.Fatalf("stat %s: %v", path, err)
+		}
+		if st.Dev == node.Dev && st.Ino == node.Ino {
+			t.Fatalf("%s is the node's root folder", path)
+		}
+	}
+}
+
+// pidInNamespace is hostPid's pid in its own pid namespace.
+func pidInNamespace(t *testing.T, hostPid int) int {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", hostPid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if fields, ok := strings.CutPrefix(line, "NSpid:"); ok {
+			ids := strings.Fields(fields)
+			pid, err := strconv.Atoi(ids[len(ids)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+	}
+	t.Fatalf("no NSpid in /proc/%d/status", hostPid)
+	return 0
+}
+
+// TestNsenterPathDevHoldsOnlyTheMinimalNodes: the tool's /dev holds the
+// listed nodes and links, not the node's whole /dev (no disks).
+func TestNsenterPathDevHoldsOnlyTheMinimalNodes(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	a := s.startPathAgent(t, "nsenter-dev", "--path", "nsenter")
+
+	r := s.attachVia(t, a, nil, pod.Spec.Name, "--", "sh", "-c",
+		"ls /dev /dev/pts && echo x > /dev/null && head -c 4 /dev/zero | wc -c")
+	requireCode(t, r, 0)
+	want := "/dev:\nfd\nfull\nnull\npts\nrandom\nshm\nstderr\nstdin\nstdout\ntty\nurandom\nzero\n\n/dev/pts:\n4\n"
+	if got := string(r.stdout); got != want {
+		t.Fatalf("/dev in the tool:\n%s\nwant:\n%s", got, want)
+	}
 }
