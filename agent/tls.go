@@ -3,11 +3,9 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -76,17 +74,9 @@ func (a *Agent) serveTLS(ctx context.Context, served chan<- error) (*grpc.Server
 }
 
 func (cfg *TLSListen) serverConfig() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	cert, pool, err := api.LoadMutualTLS(cfg.CertFile, cfg.KeyFile, cfg.ClientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("load agent certificate %s: %w", cfg.CertFile, err)
-	}
-	pem, err := os.ReadFile(cfg.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("read gateway CA %s: %w", cfg.ClientCAFile, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("gateway CA %s holds no PEM certificate", cfg.ClientCAFile)
+		return nil, fmt.Errorf("agent TLS listener: %w", err)
 	}
 
 	return &tls.Config{

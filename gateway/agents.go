@@ -3,11 +3,9 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 
 	"google.golang.org/grpc"
@@ -31,17 +29,9 @@ type agentDialer struct {
 }
 
 func newAgentDialer(client kubernetes.Interface, cfg AgentConfig) (*agentDialer, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+	cert, pool, err := api.LoadMutualTLS(cfg.CertFile, cfg.KeyFile, cfg.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("load agent client certificate %s: %w", cfg.CertFile, err)
-	}
-	pem, err := os.ReadFile(cfg.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("read agent CA %s: %w", cfg.CAFile, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("agent CA %s holds no PEM certificate", cfg.CAFile)
+		return nil, fmt.Errorf("gateway client TLS for agents: %w", err)
 	}
 
 	return &agentDialer{client: client, cfg: cfg, tls: &tls.Config{
