@@ -16,7 +16,7 @@ const maxEditSize = 8 << 20
 
 // ReadFile returns one file of a running target for an edit.
 func (a *Agent) ReadFile(ctx context.Context, req *api.ReadFileRequest) (*api.ReadFileResponse, error) {
-	op, err := a.beginFileOp(ctx, eventFileRead, req.GetTarget(), "edit", req.GetPath())
+	op, err := a.beginFileOp(ctx, eventFileRead, req.GetTarget(), req.GetReason(), "edit", req.GetPath())
 	if err != nil {
 		return nil, fileStatus(err)
 	}
@@ -55,7 +55,7 @@ func (a *Agent) WriteFile(ctx context.Context, req *api.WriteFileRequest) (*api.
 	if err != nil {
 		return nil, fileStatus(err)
 	}
-	op, err := a.beginFileOp(ctx, eventFileWrite, req.GetTarget(), "edit", req.GetPath())
+	op, err := a.beginFileOp(ctx, eventFileWrite, req.GetTarget(), req.GetReason(), "edit", req.GetPath())
 	if err != nil {
 		return nil, fileStatus(err)
 	}

@@ -660,3 +660,71 @@ func TestCopyIntoDeniedNamespaceIsRefusedAndAudited(t *testing.T) {
 		t.Fatalf("last audit record %+v, want the cp's denial", last)
 	}
 }
+
+// fileOp runs cp or edit (with a scripted editor) against this agent.
+func (a *policyAgent) fileOp(t *testing.T, op string, args ...string) result {
+	t.Helper()
+	if op == "edit" {
+		return a.suite.editWith(t, a.endpoint, `echo more >> "$1"`, args...)
+	}
+	return a.suite.run(t, nil, append([]string{"cp", "--agent", a.endpoint, "-n", podNamespace}, args...)...)
+}
+
+func TestCopyAndEditInRestrictedNamespaceAreRefusedAndAudited(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	restricted := s.startPolicyAgent(t, "namespaceProfiles: {"+podNamespace+": [restricted]}\n")
+	strict := s.startPolicyAgent(t, "requireReason: true\n")
+	local := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(local, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		agent *policyAgent
+		op    string
+		args  []string
+		rule  string
+		want  []string
+	}{
+		{name: "cp where general is not allowed", agent: restricted, op: "cp", rule: "profile",
+			args: []string{"--reason", "r", local, pod.Spec.Name + ":/tmp/f"},
+			want: []string{"allowed only where profile general is", "namespaceProfiles." + podNamespace,
+				"allowed: restricted"}},
+		{name: "edit where general is not allowed", agent: restricted, op: "edit", rule: "profile",
+			args: []string{"--reason", "r", "--signal", "HUP", pod.Spec.Name + ":/etc/app.conf"},
+			want: []string{"allowed only where profile general is", "allowed: restricted"}},
+		{name: "cp without a required reason", agent: strict, op: "cp", rule: "requireReason",
+			args: []string{local, pod.Spec.Name + ":/tmp/f"}, want: []string{"requires a reason", "--reason"}},
+		{name: "edit without a required reason", agent: strict, op: "edit", rule: "requireReason",
+			args: []string{pod.Spec.Name + ":/etc/app.conf"}, want: []string{"requires a reason", "--reason"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.agent.fileOp(t, tt.op, tt.args...)
+			requireCode(t, r, exitFailure)
+			requireStderr(t, r, tt.want...)
+			if lines := strings.Count(strings.TrimSpace(string(r.stderr)), "\n"); lines != 0 {
+				t.Errorf("want one line on stderr, got %s", r)
+			}
+
+			records := tt.agent.records(t)
+			last := records[len(records)-1]
+			if last.Event != "session.denied" || last.Rule != tt.rule || last.Outcome != "denied" {
+				t.Fatalf("last audit record is %+v, want a denial by %s", last, tt.rule)
+			}
+		})
+	}
+	if got := s.sh(t, pod.Spec.Name, "test ! -e /target/tmp/f && cat /target/etc/app.conf"); got != appConf {
+		t.Fatalf("the target changed after denials:\n%s", got)
+	}
+
+	r := strict.fileOp(t, "cp", "--reason", "INC-9", local, pod.Spec.Name+":/tmp/f")
+	requireCode(t, r, 0)
+	for _, rec := range strict.records(t)[len(strict.records(t))-2:] {
+		if rec.Reason != "INC-9" {
+			t.Errorf("%s: reason %q, want INC-9", rec.Event, rec.Reason)
+		}
+	}
+}
