@@ -73,8 +73,11 @@ type AuditFile struct {
 
 // auditLog appends one JSON line per event and syncs it to disk before the
 // event may go on: a session whose start is not on disk does not start.
+// It follows rotation: when the path no longer names the open file, the
+// next record goes to a new file at the path.
 type auditLog struct {
 	mu     sync.Mutex
+	path   string
 	file   *os.File
 	stdout io.Writer
 }
@@ -85,11 +88,19 @@ func openAuditLog(path string, stdout io.Writer) (*auditLog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create folder of audit log %s: %w", path, err)
 	}
+	file, err := openAuditFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return &auditLog{path: path, file: file, stdout: stdout}, nil
+}
+
+func openAuditFile(path string) (*os.File, error) {
 	file, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log %s: %w", path, err)
 	}
-	return &auditLog{file: file, stdout: stdout}, nil
+	return file, nil
 }
 
 func (l *auditLog) write(rec *AuditRecord) error {
@@ -102,15 +113,40 @@ func (l *auditLog) write(rec *AuditRecord) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
+	if err := l.followRotation(); err != nil {
+		return fmt.Errorf("write audit record of session %s: %w", rec.Session, err)
+	}
 	if _, err := l.file.Write(line); err != nil {
-		return fmt.Errorf("write audit record of session %s to %s: %w", rec.Session, l.file.Name(), err)
+		return fmt.Errorf("write audit record of session %s to %s: %w", rec.Session, l.path, err)
 	}
 	if err := l.file.Sync(); err != nil {
-		return fmt.Errorf("sync audit log %s: %w", l.file.Name(), err)
+		return fmt.Errorf("sync audit log %s: %w", l.path, err)
 	}
 	if l.stdout != nil {
 		_, _ = l.stdout.Write(line)
 	}
+	return nil
+}
+
+// followRotation reopens the path when it no longer names the open file:
+// it was moved away, deleted or replaced. A stat and an fstat per record
+// are cheap next to the fsync.
+func (l *auditLog) followRotation() error {
+	open, err := l.file.Stat()
+	if err != nil {
+		return fmt.Errorf("stat open audit log %s: %w", l.path, err)
+	}
+	named, err := os.Stat(l.path)
+	if err == nil && os.SameFile(open, named) {
+		return nil
+	}
+
+	file, err := openAuditFile(l.path)
+	if err != nil {
+		return err
+	}
+	_ = l.file.Close()
+	l.file = file
 	return nil
 }
 

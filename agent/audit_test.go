@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,81 @@ func TestAuditWriteFailureIsAnError(t *testing.T) {
 
 	if err := log.write(&AuditRecord{Session: "s2"}); err == nil || !strings.Contains(err.Error(), "session s2") {
 		t.Fatalf("write to a closed audit log: got %v, want an error naming the session", err)
+	}
+}
+
+// auditSessions reads the sessions of the records in the audit log at
+// path, failing on a line that is not one record.
+func auditSessions(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var sessions []string
+	for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		var rec AuditRecord
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		sessions = append(sessions, rec.Session)
+	}
+	return sessions
+}
+
+func TestAuditLogFollowsRotation(t *testing.T) {
+	tests := []struct {
+		name   string
+		rotate func(path, old string) error
+		old    []string
+	}{
+		{name: "moved away and deleted", rotate: func(path, old string) error {
+			if err := os.Rename(path, old); err != nil {
+				return err
+			}
+			return os.Remove(old)
+		}},
+		{name: "moved away and kept", old: []string{"s1"}, rotate: os.Rename},
+		{name: "moved away and replaced by an empty file", old: []string{"s1"}, rotate: func(path, old string) error {
+			if err := os.Rename(path, old); err != nil {
+				return err
+			}
+			return os.WriteFile(path, nil, 0o600)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path, old := filepath.Join(dir, "audit.log"), filepath.Join(dir, "audit.log.1")
+			log, err := openAuditLog(path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close()
+
+			if err := log.write(&AuditRecord{Session: "s1"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.rotate(path, old); err != nil {
+				t.Fatal(err)
+			}
+			if err := log.write(&AuditRecord{Session: "s2"}); err != nil {
+				t.Fatal(err)
+			}
+
+			if got := auditSessions(t, path); !slices.Equal(got, []string{"s2"}) {
+				t.Fatalf("after rotation the log holds %q, want s2 alone", got)
+			}
+			if tt.old != nil {
+				if got := auditSessions(t, old); !slices.Equal(got, tt.old) {
+					t.Fatalf("the rotated log holds %q, want %q", got, tt.old)
+				}
+			}
+			if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
+				t.Fatalf("reopened audit log: %v, %v; want mode 0600", info, err)
+			}
+		})
 	}
 }
 
