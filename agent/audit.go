@@ -78,8 +78,18 @@ type AuditFile struct {
 type auditLog struct {
 	mu     sync.Mutex
 	path   string
-	file   *os.File
+	file   auditFile
 	stdout io.Writer
+}
+
+// auditFile is the open audit log as auditLog uses it: an *os.File, or in
+// tests one that fails the way a full disk does.
+type auditFile interface {
+	io.Writer
+	Sync() error
+	Stat() (os.FileInfo, error)
+	Truncate(size int64) error
+	Close() error
 }
 
 // openAuditLog opens path for appending, creating it and its folder.
@@ -113,14 +123,12 @@ func (l *auditLog) write(rec *AuditRecord) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 
-	if err := l.followRotation(); err != nil {
+	size, err := l.followRotation()
+	if err != nil {
 		return fmt.Errorf("write audit record of session %s: %w", rec.Session, err)
 	}
-	if _, err := l.file.Write(line); err != nil {
+	if err := l.append(line, size); err != nil {
 		return fmt.Errorf("write audit record of session %s to %s: %w", rec.Session, l.path, err)
-	}
-	if err := l.file.Sync(); err != nil {
-		return fmt.Errorf("sync audit log %s: %w", l.path, err)
 	}
 	if l.stdout != nil {
 		_, _ = l.stdout.Write(line)
@@ -128,26 +136,55 @@ func (l *auditLog) write(rec *AuditRecord) error {
 	return nil
 }
 
+// append writes line in one write and syncs it. On a short write or a
+// failed sync it cuts the file back to size, its length before: the agent
+// is its only writer, and a half line would corrupt the next record.
+func (l *auditLog) append(line []byte, size int64) error {
+	n, err := l.file.Write(line)
+	if err == nil && n < len(line) {
+		err = io.ErrShortWrite
+	}
+	if err == nil {
+		err = l.file.Sync()
+	}
+	if err == nil {
+		return nil
+	}
+
+	if n == 0 {
+		return err
+	}
+	if terr := l.file.Truncate(size); terr != nil {
+		err = errors.Join(err, fmt.Errorf("cut off the half-written record: %w", terr))
+	}
+	return err
+}
+
 // followRotation reopens the path when it no longer names the open file:
 // it was moved away, deleted or replaced. A stat and an fstat per record
-// are cheap next to the fsync.
-func (l *auditLog) followRotation() error {
+// are cheap next to the fsync. It returns the open file's size.
+func (l *auditLog) followRotation() (int64, error) {
 	open, err := l.file.Stat()
 	if err != nil {
-		return fmt.Errorf("stat open audit log %s: %w", l.path, err)
+		return 0, fmt.Errorf("stat open audit log %s: %w", l.path, err)
 	}
 	named, err := os.Stat(l.path)
 	if err == nil && os.SameFile(open, named) {
-		return nil
+		return open.Size(), nil
 	}
 
 	file, err := openAuditFile(l.path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	_ = l.file.Close()
 	l.file = file
-	return nil
+
+	reopened, err := file.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat audit log %s: %w", l.path, err)
+	}
+	return reopened.Size(), nil
 }
 
 func (l *auditLog) Close() error {

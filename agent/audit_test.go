@@ -3,10 +3,13 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -134,6 +137,62 @@ func TestAuditLogFollowsRotation(t *testing.T) {
 			}
 			if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o600 {
 				t.Fatalf("reopened audit log: %v, %v; want mode 0600", info, err)
+			}
+		})
+	}
+}
+
+// fullDisk is an audit file whose writes, once full is set, stop half-way:
+// with ENOSPC, as on a full disk, or short without an error.
+type fullDisk struct {
+	*os.File
+	full    bool
+	errFull error
+}
+
+func (f *fullDisk) Write(p []byte) (int, error) {
+	if !f.full {
+		return f.File.Write(p)
+	}
+	n, err := f.File.Write(p[:len(p)/2])
+	if err != nil {
+		return n, err
+	}
+	return n, f.errFull
+}
+
+func TestAuditFullDiskLeavesNoHalfLine(t *testing.T) {
+	for _, errFull := range []error{syscall.ENOSPC, nil} {
+		t.Run(fmt.Sprint("write error ", errFull), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "audit.log")
+			var stdout bytes.Buffer
+			log, err := openAuditLog(path, &stdout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close()
+			disk := &fullDisk{File: log.file.(*os.File), errFull: errFull}
+			log.file = disk
+
+			if err := log.write(&AuditRecord{Session: "s1"}); err != nil {
+				t.Fatal(err)
+			}
+			disk.full = true
+			err = log.write(&AuditRecord{Session: "s2"})
+			if err == nil || !strings.Contains(err.Error(), "session s2") ||
+				(errFull != nil && !errors.Is(err, errFull)) {
+				t.Fatalf("a write that stopped half-way: got %v, want an error naming s2", err)
+			}
+			disk.full = false
+			if err := log.write(&AuditRecord{Session: "s3"}); err != nil {
+				t.Fatal(err)
+			}
+
+			if got := auditSessions(t, path); !slices.Equal(got, []string{"s1", "s3"}) {
+				t.Fatalf("the log holds %q, want s1 and s3", got)
+			}
+			if strings.Contains(stdout.String(), "s2") {
+				t.Fatalf("the failed record went to stdout: %s", stdout.String())
 			}
 		})
 	}
