@@ -31,8 +31,9 @@ type AuditRecord struct {
 	Image       string      `json:"image,omitempty"`
 	ImageDigest string      `json:"imageDigest,omitempty"`
 	Profile     string      `json:"profile"`
-	Custom      bool        `json:"custom,omitempty"`
-	Command     []string    `json:"command"`
+	// Custom is what `attach --custom` changed of the profile.
+	Custom  *AuditCustom `json:"custom,omitempty"`
+	Command []string     `json:"command"`
 
 	Start           time.Time `json:"start"`
 	DurationSeconds *float64  `json:"durationSeconds,omitempty"`
@@ -44,6 +45,34 @@ type AuditRecord struct {
 	BytesIn  int64       `json:"bytesIn"`
 	BytesOut int64       `json:"bytesOut"`
 	Files    []AuditFile `json:"files,omitempty"`
+	// Signal is what `edit --signal` sent after writing.
+	Signal *AuditSignal `json:"signal,omitempty"`
+	// KilledBy is who ended the session with `nodedebug kill`.
+	KilledBy *AuditUser `json:"killedBy,omitempty"`
+}
+
+// AuditCustom is what a custom process spec granted over its profile:
+// the user the tool runs as, and the capabilities in any of its sets that
+// the profile has not, or has and the custom spec took away.
+type AuditCustom struct {
+	User                AuditIDs `json:"user"`
+	CapabilitiesAdded   []string `json:"capabilitiesAdded,omitempty"`
+	CapabilitiesDropped []string `json:"capabilitiesDropped,omitempty"`
+}
+
+// AuditIDs is a uid and gid.
+type AuditIDs struct {
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+}
+
+// AuditSignal is a signal an edit sends to the target's main process, by
+// its host pid. Sent is set once the agent tried.
+type AuditSignal struct {
+	Name  string `json:"name"`
+	PID   int    `json:"pid"`
+	Sent  *bool  `json:"sent,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // AuditUser is who opened the session. On the node that is the uid and
@@ -204,7 +233,7 @@ func (s *session) record(event string) *AuditRecord {
 		Image:       s.image,
 		ImageDigest: s.imageDigest,
 		Profile:     s.profileName(),
-		Custom:      len(s.start.Custom) > 0,
+		Custom:      s.custom,
 		Command:     s.start.Command,
 		Start:       s.started.UTC(),
 		BytesIn:     s.bytesIn.Load(),
@@ -254,6 +283,10 @@ func (s *session) auditEnd(outcome string, err error) {
 	}
 	if err != nil {
 		rec.Error = err.Error()
+	}
+	var ended *endedError
+	if errors.As(err, &ended) && ended.by != nil {
+		rec.KilledBy = &AuditUser{UID: ended.by.uid, PID: ended.by.pid}
 	}
 
 	if werr := s.agent.audit.write(rec); werr != nil {

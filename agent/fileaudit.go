@@ -36,6 +36,8 @@ type fileOp struct {
 	target  *cri.Target
 	command []string
 	started time.Time
+	// signal is what an edit sends after writing, nil for none.
+	signal *AuditSignal
 }
 
 // beginFileOp applies the policy to a cp or edit; the target is not even
@@ -97,6 +99,7 @@ func (op *fileOp) record(event string) *AuditRecord {
 		Target:  AuditTarget{Namespace: op.ref.GetNamespace(), Pod: op.ref.GetPod(), Container: op.ref.GetContainer()},
 		Command: op.command,
 		Start:   op.started.UTC(),
+		Signal:  op.signal,
 	}
 	if op.target != nil {
 		rec.Target.Container = op.target.Container

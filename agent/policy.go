@@ -297,18 +297,25 @@ func listOrNone(names []string) string {
 // admit applies the policy's request rules and takes a slot among the
 // concurrent sessions.
 func (s *session) admit() error {
-	if _, err := LookupProfile(s.start.Profile); err != nil {
+	profile, err := LookupProfile(s.start.Profile)
+	if err != nil {
 		return err
 	}
-	if _, err := decodeCustom(s.start.Custom); err != nil {
+	custom, err := decodeCustom(s.start.Custom)
+	if err != nil {
 		return err
+	}
+	if custom != nil {
+		if s.custom, err = customGrant(profile, custom); err != nil {
+			return err
+		}
 	}
 	if err := s.agent.checkPathHonors(s.profileName(), len(s.start.Custom) > 0); err != nil {
 		return err
 	}
 
 	policy := s.agent.policy
-	err := policy.checkRequest(request{
+	err = policy.checkRequest(request{
 		namespace: s.start.Target.Namespace,
 		profile:   s.profileName(),
 		custom:    len(s.start.Custom) > 0,

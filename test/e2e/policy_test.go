@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodedebug/nodedebug/agent"
 	"github.com/nodedebug/nodedebug/test/harness"
@@ -207,6 +208,21 @@ func TestProfilesAsSeenFromInsideTheToolContainer(t *testing.T) {
 			}
 		})
 	}
+
+	// The audit log says what --custom granted, not only that it was used.
+	want := &agent.AuditCustom{User: agent.AuditIDs{UID: 1000, GID: 1000}}
+	var customs int
+	for _, rec := range a.records(t) {
+		if rec.Custom != nil {
+			customs++
+			if diff := cmp.Diff(want, rec.Custom); diff != "" {
+				t.Errorf("%s: custom grant (-want +got):\n%s", rec.Event, diff)
+			}
+		}
+	}
+	if customs != 2 {
+		t.Errorf("%d audit records tell a custom grant, want the start and the end", customs)
+	}
 }
 
 func TestBaselineProfileSaysWhichProfileReadsTarget(t *testing.T) {
@@ -380,6 +396,13 @@ func TestConcurrencyCapListAndKillWithTTY(t *testing.T) {
 	}
 	first.screen.waitFor(t, "was killed by uid")
 	s.requireNoToolContainers(t, 10*time.Second)
+
+	records := a.records(t)
+	end := records[len(records)-1]
+	if end.Event != "session.end" || end.Outcome != "killed" || end.KilledBy == nil ||
+		end.KilledBy.UID != uint32(os.Getuid()) || end.KilledBy.PID <= 0 || end.KilledBy.PID == end.User.PID {
+		t.Errorf("killed session's end record %+v (killedBy %+v), want who killed it", end, end.KilledBy)
+	}
 
 	unknown := s.run(t, nil, "kill", "--agent", a.endpoint, row[0])
 	requireCode(t, unknown, exitFailure)
@@ -609,7 +632,8 @@ func TestCopyAndEditAreAuditedWithWhatTheyWrote(t *testing.T) {
 	}
 
 	requireCode(t, s.cp(t, nil, local, pod.Spec.Name+":/tmp/f"), 0)
-	requireCode(t, s.edit(t, `sed -i 's/^level=info$/level=debug/' "$1"`, pod.Spec.Name+":/etc/app.conf"), 0)
+	requireCode(t, s.edit(t, `sed -i 's/^level=info$/level=debug/' "$1"`, pod.Spec.Name+":/etc/app.conf",
+		"--signal", "HUP"), 0)
 	requireCode(t, s.cp(t, nil, pod.Spec.Name+":/etc/app.conf", filepath.Join(t.TempDir(), "out")), 0)
 
 	var events []string
@@ -636,9 +660,27 @@ func TestCopyAndEditAreAuditedWithWhatTheyWrote(t *testing.T) {
 			t.Errorf("%s recorded files %+v, want %+v", rec.Event, rec.Files, wantFile)
 		}
 	}
+	sent := true
+	wantSignal := map[string]*agent.AuditSignal{
+		"file.write": {Name: "HUP", PID: pidOf(records[3])},
+		"file.done":  {Name: "HUP", PID: pidOf(records[3]), Sent: &sent},
+	}
+	for _, rec := range records[3:5] {
+		if diff := cmp.Diff(wantSignal[rec.Event], rec.Signal); diff != "" || rec.Signal.PID <= 0 {
+			t.Errorf("%s: signal (-want +got):\n%s", rec.Event, diff)
+		}
+	}
 	if out := records[6]; out.BytesOut != int64(len(edited)) || out.Outcome != "done" {
 		t.Errorf("cp out ended with %d bytes out, outcome %q", out.BytesOut, out.Outcome)
 	}
+}
+
+// pidOf is the host pid a record says a signal went to, 0 for none.
+func pidOf(rec agent.AuditRecord) int {
+	if rec.Signal == nil {
+		return 0
+	}
+	return rec.Signal.PID
 }
 
 func TestCopyIntoDeniedNamespaceIsRefusedAndAudited(t *testing.T) {
