@@ -286,7 +286,7 @@ func (s *session) auditEnd(outcome string, err error) {
 	}
 	var ended *endedError
 	if errors.As(err, &ended) && ended.by != nil {
-		rec.KilledBy = &AuditUser{UID: ended.by.uid, PID: ended.by.pid}
+		rec.KilledBy = &AuditUser{UID: ended.by.uid, PID: ended.by.pid, Kubernetes: ended.by.kubernetes}
 	}
 
 	if werr := s.agent.audit.write(rec); werr != nil {
