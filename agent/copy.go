@@ -94,7 +94,8 @@ func (a *Agent) Copy(stream api.Agent_CopyServer) error {
 }
 
 func (a *Agent) copy(stream api.Agent_CopyServer, header *api.CopyHeader, log *slog.Logger) error {
-	op, err := a.beginFileOp(stream.Context(), copyEvent(header.ToTarget), header.Target, "cp", header.Path)
+	op, err := a.beginFileOp(stream.Context(), copyEvent(header.ToTarget), header.Target, header.Reason,
+		"cp", header.Path)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -105,4 +106,53 @@ func decodeCustom(data []byte) (*Custom, error) {
 		return nil, fmt.Errorf("read --custom: %w", err)
 	}
 	return p, nil
+}
+
+// customGrant is what custom changes of profile's process, for the audit
+// log: both specs are built as for a tool container, and compared.
+func customGrant(profile Profile, custom *Custom) (*AuditCustom, error) {
+	in := ToolSpec{ID: "nodedebug-audit", Args: []string{"sh"}, Cwd: "/", TargetPid: 1,
+		Share: []string{}, Profile: profile}
+	base, err := BuildSpec(in)
+	if err != nil {
+		return nil, err
+	}
+	in.Custom = custom
+	granted, err := BuildSpec(in)
+	if err != nil {
+		return nil, err
+	}
+
+	had, has := capSet(base.Process), capSet(granted.Process)
+	user := granted.Process.User
+	return &AuditCustom{
+		User:                AuditIDs{UID: user.UID, GID: user.GID},
+		CapabilitiesAdded:   missingFrom(had, has),
+		CapabilitiesDropped: missingFrom(has, had),
+	}, nil
+}
+
+// capSet is every capability in any of p's sets.
+func capSet(p *specs.Process) map[string]bool {
+	set := map[string]bool{}
+	if c := p.Capabilities; c != nil {
+		for _, list := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
+			for _, name := range list {
+				set[name] = true
+			}
+		}
+	}
+	return set
+}
+
+// missingFrom lists, sorted, what is in set but not in base.
+func missingFrom(base, set map[string]bool) []string {
+	var names []string
+	for name := range set {
+		if !base[name] {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
 }

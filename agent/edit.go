@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -16,7 +19,7 @@ const maxEditSize = 8 << 20
 
 // ReadFile returns one file of a running target for an edit.
 func (a *Agent) ReadFile(ctx context.Context, req *api.ReadFileRequest) (*api.ReadFileResponse, error) {
-	op, err := a.beginFileOp(ctx, eventFileRead, req.GetTarget(), "edit", req.GetPath())
+	op, err := a.beginFileOp(ctx, eventFileRead, req.GetTarget(), req.GetReason(), "edit", req.GetPath())
 	if err != nil {
 		return nil, fileStatus(err)
 	}
@@ -55,7 +58,7 @@ func (a *Agent) WriteFile(ctx context.Context, req *api.WriteFileRequest) (*api.
 	if err != nil {
 		return nil, fileStatus(err)
 	}
-	op, err := a.beginFileOp(ctx, eventFileWrite, req.GetTarget(), "edit", req.GetPath())
+	op, err := a.beginFileOp(ctx, eventFileWrite, req.GetTarget(), req.GetReason(), "edit", req.GetPath())
 	if err != nil {
 		return nil, fileStatus(err)
 	}
@@ -64,34 +67,62 @@ func (a *Agent) WriteFile(ctx context.Context, req *api.WriteFileRequest) (*api.
 		return nil, fileStatus(err)
 	}
 	defer t.close()
+	if sig != 0 {
+		op.signal = &AuditSignal{Name: signalName(sig), PID: t.target.Pid}
+	}
 	if err := a.auditFileStart(op, t.target, []AuditFile{fileDigest(req.Path, req.Content)}); err != nil {
 		return nil, fileStatus(err)
 	}
 
 	log := a.log.With("pod", t.target.PodString(), "container", t.target.Container, "pid", t.target.Pid)
 	written, err := t.root.WriteFile(req.Path, req.Content, req.ExpectedSha256)
-	a.auditFileDone(op, writtenFiles(written, req.Content), int64(len(req.Content)), 0, err)
 	if err != nil {
+		a.auditFileDone(op, nil, int64(len(req.Content)), 0, err)
 		log.Warn("edit refused", "path", req.Path, "error", err)
 		return nil, fileStatus(err)
 	}
+	log.Info("file edited", "path", written.Path, "in_place", written.InPlace)
 
 	resp := &api.WriteFileResponse{ResolvedPath: written.Path, InPlace: written.InPlace}
-	log.Info("file edited", "path", written.Path, "in_place", written.InPlace)
+	err = a.signalTarget(op, t, sig, log)
+	a.auditFileDone(op, writtenFiles(written, req.Content), int64(len(req.Content)), 0, err)
+	if err != nil {
+		return nil, fileStatus(err)
+	}
+	if sig != 0 {
+		resp.SignalledPid, resp.Signal = int32(t.target.Pid), "SIG"+signalName(sig)
+	}
+	return resp, nil
+}
+
+// signalTarget sends sig, if any, to the target's main process once the
+// file is written, and notes in op whether it was sent. The pid is the
+// container's main process as the runtime reports it, on the host: never
+// the pause process, never a pid of another namespace.
+func (a *Agent) signalTarget(op *fileOp, t *targetRoot, sig unix.Signal, log *slog.Logger) error {
 	if sig == 0 {
-		return resp, nil
+		return nil
 	}
 
-	// The pid is the container's main process as the runtime reports it,
-	// on the host: never the pause process, never a pid of another
-	// namespace.
-	if err := unix.Kill(t.target.Pid, sig); err != nil {
-		return nil, fileStatus(fmt.Errorf("the file was written, but sending SIG%s to pid %d of %s failed: %w",
-			unix.SignalName(sig)[3:], t.target.Pid, t.target, err))
+	err := unix.Kill(t.target.Pid, sig)
+	sent := err == nil
+	op.signal.Sent = &sent
+	if err != nil {
+		op.signal.Error = err.Error()
+		return fmt.Errorf("the file was written, but sending SIG%s to pid %d of %s failed: %w",
+			op.signal.Name, t.target.Pid, t.target, err)
 	}
-	log.Info("signal sent", "signal", unix.SignalName(sig))
-	resp.SignalledPid, resp.Signal = int32(t.target.Pid), unix.SignalName(sig)
-	return resp, nil
+	log.Info("signal sent", "signal", op.signal.Name)
+	return nil
+}
+
+// signalName is "HUP" for SIGHUP, or the number of a signal without a
+// name, such as a real-time one.
+func signalName(sig unix.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return strings.TrimPrefix(name, "SIG")
+	}
+	return strconv.Itoa(int(sig))
 }
 
 // parseSignal reads "HUP", "SIGHUP" or a number; empty means none.

@@ -31,20 +31,24 @@ type fileOp struct {
 	id      string
 	event   string
 	peer    peerInfo
+	reason  string
 	ref     *api.Target
 	target  *cri.Target
 	command []string
 	started time.Time
+	// signal is what an edit sends after writing, nil for none.
+	signal *AuditSignal
 }
 
-// beginFileOp applies the namespace rule to a cp or edit; the target is
-// not even looked up in a denied namespace.
-func (a *Agent) beginFileOp(ctx context.Context, event string, ref *api.Target, command ...string) (*fileOp, error) {
-	op := &fileOp{id: newSessionID(), event: event, peer: callerOf(ctx), ref: ref,
+// beginFileOp applies the policy to a cp or edit; the target is not even
+// looked up when it denies the op.
+func (a *Agent) beginFileOp(ctx context.Context, event string, ref *api.Target, reason string,
+	command ...string) (*fileOp, error) {
+	op := &fileOp{id: newSessionID(), event: event, peer: callerOf(ctx), reason: reason, ref: ref,
 		command: command, started: time.Now()}
 
 	var denial *Denial
-	if err := a.policy.checkNamespace(ref.GetNamespace()); errors.As(err, &denial) {
+	if err := a.policy.checkFileOp(ref.GetNamespace(), reason); errors.As(err, &denial) {
 		rec := op.record(eventDenied)
 		rec.Outcome, rec.Error, rec.Rule = "denied", err.Error(), denial.Rule
 		a.writeAudit(rec)
@@ -91,9 +95,11 @@ func (op *fileOp) record(event string) *AuditRecord {
 		Event:   event,
 		Session: op.id,
 		User:    AuditUser{UID: op.peer.uid, PID: op.peer.pid, Kubernetes: op.peer.kubernetes},
+		Reason:  op.reason,
 		Target:  AuditTarget{Namespace: op.ref.GetNamespace(), Pod: op.ref.GetPod(), Container: op.ref.GetContainer()},
 		Command: op.command,
 		Start:   op.started.UTC(),
+		Signal:  op.signal,
 	}
 	if op.target != nil {
 		rec.Target.Container = op.target.Container

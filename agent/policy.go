@@ -200,9 +200,29 @@ func (p *Policy) checkRequest(r request) error {
 	if r.custom && !p.AllowCustom {
 		return deny("allowCustom", "--custom is not allowed by the agent's policy (allowCustom: false)")
 	}
-	if p.RequireReason && strings.TrimSpace(r.reason) == "" {
-		return deny("requireReason", "the agent's policy requires a reason for every session (requireReason): "+
-			"pass --reason \"why you are debugging\"")
+	return p.checkReason(r.reason)
+}
+
+// checkFileOp applies the policy to cp and edit. They read and write the
+// target with the agent's own root access, as a tool of the general
+// profile could, so they are allowed only where general is.
+func (p *Policy) checkFileOp(namespace, reason string) error {
+	if err := p.checkNamespace(namespace); err != nil {
+		return err
+	}
+	allowed, field := p.profilesIn(namespace)
+	if !slices.Contains(allowed, DefaultProfile) {
+		return deny("profile", "cp and edit act with the agent's root access, so they are allowed only where "+
+			"profile %s is; namespace %s does not allow it (%s); allowed: %s",
+			DefaultProfile, namespace, field, listOrNone(allowed))
+	}
+	return p.checkReason(reason)
+}
+
+func (p *Policy) checkReason(reason string) error {
+	if p.RequireReason && strings.TrimSpace(reason) == "" {
+		return deny("requireReason", "the agent's policy requires a reason for every session, cp and edit "+
+			"(requireReason): pass --reason \"why you are debugging\"")
 	}
 	return nil
 }
@@ -216,11 +236,17 @@ func (p *Policy) checkNamespace(namespace string) error {
 		"the agent's policy denies it (deniedNamespaces: %s)", namespace, strings.Join(p.DeniedNamespaces, ", "))
 }
 
-func (p *Policy) checkProfile(namespace, profile string) error {
-	allowed, field := p.AllowedProfiles, "allowedProfiles"
+// profilesIn is the profiles allowed in namespace and the field that
+// allows them.
+func (p *Policy) profilesIn(namespace string) ([]string, string) {
 	if names, ok := p.NamespaceProfiles[namespace]; ok {
-		allowed, field = names, "namespaceProfiles."+namespace
+		return names, "namespaceProfiles." + namespace
 	}
+	return p.AllowedProfiles, "allowedProfiles"
+}
+
+func (p *Policy) checkProfile(namespace, profile string) error {
+	allowed, field := p.profilesIn(namespace)
 	if slices.Contains(allowed, profile) {
 		return nil
 	}
@@ -271,18 +297,25 @@ func listOrNone(names []string) string {
 // admit applies the policy's request rules and takes a slot among the
 // concurrent sessions.
 func (s *session) admit() error {
-	if _, err := LookupProfile(s.start.Profile); err != nil {
+	profile, err := LookupProfile(s.start.Profile)
+	if err != nil {
 		return err
 	}
-	if _, err := decodeCustom(s.start.Custom); err != nil {
+	custom, err := decodeCustom(s.start.Custom)
+	if err != nil {
 		return err
+	}
+	if custom != nil {
+		if s.custom, err = customGrant(profile, custom); err != nil {
+			return err
+		}
 	}
 	if err := s.agent.checkPathHonors(s.profileName(), len(s.start.Custom) > 0); err != nil {
 		return err
 	}
 
 	policy := s.agent.policy
-	err := policy.checkRequest(request{
+	err = policy.checkRequest(request{
 		namespace: s.start.Target.Namespace,
 		profile:   s.profileName(),
 		custom:    len(s.start.Custom) > 0,

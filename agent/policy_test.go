@@ -221,3 +221,35 @@ func TestProfilesNeedTheContainerdPath(t *testing.T) {
 		})
 	}
 }
+
+func TestCopyAndEditAllowedOnlyWhereGeneralIsAndNeedAReason(t *testing.T) {
+	policy := DefaultPolicy("nodedebug")
+	policy.NamespaceProfiles = map[string][]string{"payments": {"restricted"}, "ops": {"general"}}
+	strict := policy
+	strict.RequireReason = true
+
+	tests := []struct {
+		name      string
+		policy    Policy
+		namespace string
+		reason    string
+		rule      string
+		want      string
+	}{
+		{name: "ordinary namespace", policy: policy, namespace: "shop"},
+		{name: "namespace allowing only restricted", policy: policy, namespace: "payments", rule: "profile",
+			want: "cp and edit act with the agent's root access, so they are allowed only where profile general is; " +
+				"namespace payments does not allow it (namespaceProfiles.payments); allowed: restricted"},
+		{name: "namespace listing general", policy: policy, namespace: "ops"},
+		{name: "denied namespace", policy: policy, namespace: "kube-system", rule: "deniedNamespaces"},
+		{name: "required reason missing", policy: strict, namespace: "shop", reason: " ", rule: "requireReason",
+			want: "the agent's policy requires a reason for every session, cp and edit (requireReason): " +
+				"pass --reason \"why you are debugging\""},
+		{name: "required reason given", policy: strict, namespace: "shop", reason: "INC-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireDenial(t, tt.policy.checkFileOp(tt.namespace, tt.reason), tt.rule, tt.want)
+		})
+	}
+}

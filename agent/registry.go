@@ -25,6 +25,8 @@ var ErrSessionEnded = errors.New("session ended by the agent")
 type endedError struct {
 	outcome string
 	msg     string
+	// by is who killed the session, nil when a limit ended it.
+	by *peerInfo
 }
 
 func (e *endedError) Error() string        { return e.msg }
@@ -93,7 +95,7 @@ func (r *registry) kill(id string, by peerInfo) error {
 		return err
 	}
 
-	s.end(&endedError{outcome: "killed",
+	s.end(&endedError{outcome: "killed", by: &by,
 		msg: fmt.Sprintf("session %s was killed by uid %d (pid %d); its tool container was removed", id, by.uid, by.pid)})
 	return nil
 }

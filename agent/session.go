@@ -44,6 +44,7 @@ type session struct {
 	started     time.Time
 	image       string
 	imageDigest string
+	custom      *AuditCustom
 	audited     bool
 	running     bool
 	exitCode    *int32

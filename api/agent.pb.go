@@ -702,7 +702,9 @@ type CopyHeader struct {
 	Target *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	Path   string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// ToTarget copies a tar stream from the client into path in the target.
-	ToTarget      bool `protobuf:"varint,3,opt,name=to_target,json=toTarget,proto3" json:"to_target,omitempty"`
+	ToTarget bool `protobuf:"varint,3,opt,name=to_target,json=toTarget,proto3" json:"to_target,omitempty"`
+	// Reason is why, for the audit log; the agent's policy may require it.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -756,6 +758,13 @@ func (x *CopyHeader) GetToTarget() bool {
 		return x.ToTarget
 	}
 	return false
+}
+
+func (x *CopyHeader) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type CopyRequest struct {
@@ -1102,7 +1111,9 @@ type ReadFileRequest struct {
 	Target *Target                `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	Path   string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
 	// MaxSize is the largest file the client accepts, in bytes.
-	MaxSize       int64 `protobuf:"varint,3,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`
+	MaxSize int64 `protobuf:"varint,3,opt,name=max_size,json=maxSize,proto3" json:"max_size,omitempty"`
+	// Reason is why, for the audit log; the agent's policy may require it.
+	Reason        string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,6 +1167,13 @@ func (x *ReadFileRequest) GetMaxSize() int64 {
 		return x.MaxSize
 	}
 	return 0
+}
+
+func (x *ReadFileRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
 }
 
 type ReadFileResponse struct {
@@ -1264,7 +1282,9 @@ type WriteFileRequest struct {
 	ExpectedSha256 string `protobuf:"bytes,4,opt,name=expected_sha256,json=expectedSha256,proto3" json:"expected_sha256,omitempty"`
 	// Signal, such as "HUP", is sent to the target's main process after the
 	// write; empty sends none.
-	Signal        string `protobuf:"bytes,5,opt,name=signal,proto3" json:"signal,omitempty"`
+	Signal string `protobuf:"bytes,5,opt,name=signal,proto3" json:"signal,omitempty"`
+	// Reason is why, for the audit log; the agent's policy may require it.
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1330,6 +1350,13 @@ func (x *WriteFileRequest) GetExpectedSha256() string {
 func (x *WriteFileRequest) GetSignal() string {
 	if x != nil {
 		return x.Signal
+	}
+	return ""
+}
+
+func (x *WriteFileRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
 	}
 	return ""
 }
@@ -1743,12 +1770,13 @@ const file_agent_proto_rawDesc = "" +
 	"\x06stdout\x18\x02 \x01(\fH\x00R\x06stdout\x12\x18\n" +
 	"\x06stderr\x18\x03 \x01(\fH\x00R\x06stderr\x12(\n" +
 	"\x04exit\x18\x04 \x01(\v2\x12.nodedebug.v1.ExitH\x00R\x04exitB\x05\n" +
-	"\x03msg\"k\n" +
+	"\x03msg\"\x83\x01\n" +
 	"\n" +
 	"CopyHeader\x12,\n" +
 	"\x06target\x18\x01 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
-	"\tto_target\x18\x03 \x01(\bR\btoTarget\"w\n" +
+	"\tto_target\x18\x03 \x01(\bR\btoTarget\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"w\n" +
 	"\vCopyRequest\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x18.nodedebug.v1.CopyHeaderH\x00R\x06header\x12\x12\n" +
 	"\x03tar\x18\x02 \x01(\fH\x00R\x03tar\x12\x19\n" +
@@ -1766,11 +1794,12 @@ const file_agent_proto_rawDesc = "" +
 	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12!\n" +
 	"\fruntime_name\x18\x02 \x01(\tR\vruntimeName\x12'\n" +
 	"\x0fruntime_version\x18\x03 \x01(\tR\x0eruntimeVersion\x12\x12\n" +
-	"\x04path\x18\x04 \x01(\tR\x04path\"n\n" +
+	"\x04path\x18\x04 \x01(\tR\x04path\"\x86\x01\n" +
 	"\x0fReadFileRequest\x12,\n" +
 	"\x06target\x18\x01 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x19\n" +
-	"\bmax_size\x18\x03 \x01(\x03R\amaxSize\"\xc2\x01\n" +
+	"\bmax_size\x18\x03 \x01(\x03R\amaxSize\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\"\xc2\x01\n" +
 	"\x10ReadFileResponse\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\fR\acontent\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\x12\x12\n" +
@@ -1779,13 +1808,14 @@ const file_agent_proto_rawDesc = "" +
 	"\x03gid\x18\x05 \x01(\x05R\x03gid\x12\x1f\n" +
 	"\vmount_point\x18\x06 \x01(\bR\n" +
 	"mountPoint\x12#\n" +
-	"\rresolved_path\x18\a \x01(\tR\fresolvedPath\"\xaf\x01\n" +
+	"\rresolved_path\x18\a \x01(\tR\fresolvedPath\"\xc7\x01\n" +
 	"\x10WriteFileRequest\x12,\n" +
 	"\x06target\x18\x01 \x01(\v2\x14.nodedebug.v1.TargetR\x06target\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12\x18\n" +
 	"\acontent\x18\x03 \x01(\fR\acontent\x12'\n" +
 	"\x0fexpected_sha256\x18\x04 \x01(\tR\x0eexpectedSha256\x12\x16\n" +
-	"\x06signal\x18\x05 \x01(\tR\x06signal\"\x90\x01\n" +
+	"\x06signal\x18\x05 \x01(\tR\x06signal\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x90\x01\n" +
 	"\x11WriteFileResponse\x12#\n" +
 	"\rresolved_path\x18\x01 \x01(\tR\fresolvedPath\x12\x19\n" +
 	"\bin_place\x18\x02 \x01(\bR\ainPlace\x12#\n" +

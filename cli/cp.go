@@ -23,6 +23,8 @@ type CopyOptions struct {
 	Exited    bool
 	Attempt   int
 	Agent     string
+	// Reason goes to the agent's audit log; its policy may require it.
+	Reason string
 
 	// Filled by Complete from SRC and DST.
 	Pod        string
@@ -135,6 +137,7 @@ func (o *CopyOptions) header() *api.CopyHeader {
 			Exited: o.Exited, Attempt: int32(o.Attempt)},
 		Path:     o.RemotePath,
 		ToTarget: o.ToTarget,
+		Reason:   o.Reason,
 	}
 }
 
@@ -296,6 +299,7 @@ file appears atomically. With --exited, copies out of an exited container.`,
 	flags.StringVarP(&o.Container, "container", "c", "", "container in the pod")
 	flags.BoolVar(&o.Exited, "exited", false, "copy out of an exited container")
 	flags.IntVar(&o.Attempt, "attempt", -1, "with --exited, the restart attempt (default: the newest)")
+	flags.StringVar(&o.Reason, "reason", "", "why you are copying; goes to the audit log, and the agent may require it")
 	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
 	return cmd
 }

@@ -22,6 +22,8 @@ type EditOptions struct {
 	Container string
 	Signal    string
 	Agent     string
+	// Reason goes to the agent's audit log; its policy may require it.
+	Reason string
 	// Editor is the command line of the editor; the file is its last
 	// argument. Complete fills it from $EDITOR, or vi.
 	Editor string
@@ -106,7 +108,8 @@ func (o *EditOptions) Run(ctx context.Context) error {
 	}
 	defer closeConn()
 
-	orig, err := client.ReadFile(ctx, &api.ReadFileRequest{Target: o.target(), Path: o.Path})
+	orig, err := client.ReadFile(ctx, &api.ReadFileRequest{Target: o.target(), Path: o.Path,
+		Reason: o.Reason})
 	if err != nil {
 		return agentError(o.Agent, err)
 	}
@@ -131,6 +134,7 @@ func (o *EditOptions) writeBack(ctx context.Context, client api.AgentClient,
 		Content:        edited,
 		ExpectedSha256: orig.Sha256,
 		Signal:         strings.TrimPrefix(strings.ToUpper(o.Signal), "SIG"),
+		Reason:         o.Reason,
 	})
 	if err != nil {
 		// Keep the user's work: the message says where it is.
@@ -236,6 +240,7 @@ If the file changed in the container meanwhile, nothing is written.
 	flags.StringVarP(&o.Namespace, "namespace", "n", "default", "namespace of the pod")
 	flags.StringVarP(&o.Container, "container", "c", "", "container in the pod")
 	flags.StringVar(&o.Signal, "signal", "", "signal to send to the container's main process after writing, such as HUP")
+	flags.StringVar(&o.Reason, "reason", "", "why you are editing; goes to the audit log, and the agent may require it")
 	flags.StringVar(&o.Agent, "agent", DefaultAgentEndpoint, "agent socket")
 	return cmd
 }

@@ -27,6 +27,12 @@ func (s *suite) cp(t *testing.T, stdin io.Reader, args ...string) result {
 // edit runs `nodedebug edit` with a scripted editor.
 func (s *suite) edit(t *testing.T, script string, args ...string) result {
 	t.Helper()
+	return s.editWith(t, s.agentEndpoint(), script, args...)
+}
+
+// editWith runs `nodedebug edit` against the agent at endpoint.
+func (s *suite) editWith(t *testing.T, endpoint, script string, args ...string) result {
+	t.Helper()
 	editor := filepath.Join(t.TempDir(), "editor.sh")
 	if err := os.WriteFile(editor, []byte("#!/bin/sh\nset -e\n"+script+"\n"), 0o755); err != nil {
 		t.Fatal(err)
@@ -35,7 +41,7 @@ func (s *suite) edit(t *testing.T, script string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, s.binary, append([]string{"edit", "--agent", s.agentEndpoint(),
+	cmd := exec.CommandContext(ctx, s.binary, append([]string{"edit", "--agent", endpoint,
 		"-n", podNamespace}, args...)...)
 	// A private TMPDIR: a refused edit keeps the user's copy there.
 	cmd.Env = append(os.Environ(), "EDITOR="+editor, "TMPDIR="+t.TempDir())

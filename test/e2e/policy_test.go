@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodedebug/nodedebug/agent"
 	"github.com/nodedebug/nodedebug/test/harness"
@@ -207,6 +208,21 @@ func TestProfilesAsSeenFromInsideTheToolContainer(t *testing.T) {
 			}
 		})
 	}
+
+	// The audit log says what --custom granted, not only that it was used.
+	want := &agent.AuditCustom{User: agent.AuditIDs{UID: 1000, GID: 1000}}
+	var customs int
+	for _, rec := range a.records(t) {
+		if rec.Custom != nil {
+			customs++
+			if diff := cmp.Diff(want, rec.Custom); diff != "" {
+				t.Errorf("%s: custom grant (-want +got):\n%s", rec.Event, diff)
+			}
+		}
+	}
+	if customs != 2 {
+		t.Errorf("%d audit records tell a custom grant, want the start and the end", customs)
+	}
 }
 
 func TestBaselineProfileSaysWhichProfileReadsTarget(t *testing.T) {
@@ -380,6 +396,13 @@ func TestConcurrencyCapListAndKillWithTTY(t *testing.T) {
 	}
 	first.screen.waitFor(t, "was killed by uid")
 	s.requireNoToolContainers(t, 10*time.Second)
+
+	records := a.records(t)
+	end := records[len(records)-1]
+	if end.Event != "session.end" || end.Outcome != "killed" || end.KilledBy == nil ||
+		end.KilledBy.UID != uint32(os.Getuid()) || end.KilledBy.PID <= 0 || end.KilledBy.PID == end.User.PID {
+		t.Errorf("killed session's end record %+v (killedBy %+v), want who killed it", end, end.KilledBy)
+	}
 
 	unknown := s.run(t, nil, "kill", "--agent", a.endpoint, row[0])
 	requireCode(t, unknown, exitFailure)
@@ -609,7 +632,8 @@ func TestCopyAndEditAreAuditedWithWhatTheyWrote(t *testing.T) {
 	}
 
 	requireCode(t, s.cp(t, nil, local, pod.Spec.Name+":/tmp/f"), 0)
-	requireCode(t, s.edit(t, `sed -i 's/^level=info$/level=debug/' "$1"`, pod.Spec.Name+":/etc/app.conf"), 0)
+	requireCode(t, s.edit(t, `sed -i 's/^level=info$/level=debug/' "$1"`, pod.Spec.Name+":/etc/app.conf",
+		"--signal", "HUP"), 0)
 	requireCode(t, s.cp(t, nil, pod.Spec.Name+":/etc/app.conf", filepath.Join(t.TempDir(), "out")), 0)
 
 	var events []string
@@ -636,9 +660,27 @@ func TestCopyAndEditAreAuditedWithWhatTheyWrote(t *testing.T) {
 			t.Errorf("%s recorded files %+v, want %+v", rec.Event, rec.Files, wantFile)
 		}
 	}
+	sent := true
+	wantSignal := map[string]*agent.AuditSignal{
+		"file.write": {Name: "HUP", PID: pidOf(records[3])},
+		"file.done":  {Name: "HUP", PID: pidOf(records[3]), Sent: &sent},
+	}
+	for _, rec := range records[3:5] {
+		if diff := cmp.Diff(wantSignal[rec.Event], rec.Signal); diff != "" || rec.Signal.PID <= 0 {
+			t.Errorf("%s: signal (-want +got):\n%s", rec.Event, diff)
+		}
+	}
 	if out := records[6]; out.BytesOut != int64(len(edited)) || out.Outcome != "done" {
 		t.Errorf("cp out ended with %d bytes out, outcome %q", out.BytesOut, out.Outcome)
 	}
+}
+
+// pidOf is the host pid a record says a signal went to, 0 for none.
+func pidOf(rec agent.AuditRecord) int {
+	if rec.Signal == nil {
+		return 0
+	}
+	return rec.Signal.PID
 }
 
 func TestCopyIntoDeniedNamespaceIsRefusedAndAudited(t *testing.T) {
@@ -658,5 +700,73 @@ func TestCopyIntoDeniedNamespaceIsRefusedAndAudited(t *testing.T) {
 	if last.Event != "session.denied" || last.Target.Pod != pod || last.Rule != "deniedNamespaces" ||
 		strings.Join(last.Command, " ") != "cp /tmp/f" {
 		t.Fatalf("last audit record %+v, want the cp's denial", last)
+	}
+}
+
+// fileOp runs cp or edit (with a scripted editor) against this agent.
+func (a *policyAgent) fileOp(t *testing.T, op string, args ...string) result {
+	t.Helper()
+	if op == "edit" {
+		return a.suite.editWith(t, a.endpoint, `echo more >> "$1"`, args...)
+	}
+	return a.suite.run(t, nil, append([]string{"cp", "--agent", a.endpoint, "-n", podNamespace}, args...)...)
+}
+
+func TestCopyAndEditInRestrictedNamespaceAreRefusedAndAudited(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	restricted := s.startPolicyAgent(t, "namespaceProfiles: {"+podNamespace+": [restricted]}\n")
+	strict := s.startPolicyAgent(t, "requireReason: true\n")
+	local := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(local, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		agent *policyAgent
+		op    string
+		args  []string
+		rule  string
+		want  []string
+	}{
+		{name: "cp where general is not allowed", agent: restricted, op: "cp", rule: "profile",
+			args: []string{"--reason", "r", local, pod.Spec.Name + ":/tmp/f"},
+			want: []string{"allowed only where profile general is", "namespaceProfiles." + podNamespace,
+				"allowed: restricted"}},
+		{name: "edit where general is not allowed", agent: restricted, op: "edit", rule: "profile",
+			args: []string{"--reason", "r", "--signal", "HUP", pod.Spec.Name + ":/etc/app.conf"},
+			want: []string{"allowed only where profile general is", "allowed: restricted"}},
+		{name: "cp without a required reason", agent: strict, op: "cp", rule: "requireReason",
+			args: []string{local, pod.Spec.Name + ":/tmp/f"}, want: []string{"requires a reason", "--reason"}},
+		{name: "edit without a required reason", agent: strict, op: "edit", rule: "requireReason",
+			args: []string{pod.Spec.Name + ":/etc/app.conf"}, want: []string{"requires a reason", "--reason"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tt.agent.fileOp(t, tt.op, tt.args...)
+			requireCode(t, r, exitFailure)
+			requireStderr(t, r, tt.want...)
+			if lines := strings.Count(strings.TrimSpace(string(r.stderr)), "\n"); lines != 0 {
+				t.Errorf("want one line on stderr, got %s", r)
+			}
+
+			records := tt.agent.records(t)
+			last := records[len(records)-1]
+			if last.Event != "session.denied" || last.Rule != tt.rule || last.Outcome != "denied" {
+				t.Fatalf("last audit record is %+v, want a denial by %s", last, tt.rule)
+			}
+		})
+	}
+	if got := s.sh(t, pod.Spec.Name, "test ! -e /target/tmp/f && cat /target/etc/app.conf"); got != appConf {
+		t.Fatalf("the target changed after denials:\n%s", got)
+	}
+
+	r := strict.fileOp(t, "cp", "--reason", "INC-9", local, pod.Spec.Name+":/tmp/f")
+	requireCode(t, r, 0)
+	for _, rec := range strict.records(t)[len(strict.records(t))-2:] {
+		if rec.Reason != "INC-9" {
+			t.Errorf("%s: reason %q, want INC-9", rec.Event, rec.Reason)
+		}
 	}
 }
