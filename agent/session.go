@@ -52,6 +52,9 @@ type session struct {
 	listed      atomic.Pointer[listing]
 	counters
 
+	// exit is how the tool process ended, once it has.
+	exit *api.Exit
+
 	// detach is set for a session that outlives its client.
 	detach     *detachState
 	startedMsg *api.Started
@@ -300,7 +303,11 @@ func (s *session) waitExit(ctx context.Context, exits <-chan exitStatus) error {
 		exit.Message = fmt.Sprintf("the target container %s stopped during the session, ending it", s.target)
 	}
 	s.log.Info("session ended", "exit_code", result.code, "target_gone", exit.Message != "")
-	return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: exit}})
+
+	// finish sends it, after the audit record of the end is written: a
+	// client that has the exit status can rely on the record being there.
+	s.exit = exit
+	return nil
 }
 
 // targetGone reports whether the target's main process has ended.
@@ -335,7 +342,7 @@ func (s *session) finish(ctx context.Context, err error) error {
 	var cmdErr *CommandError
 	switch {
 	case err == nil:
-		return nil
+		return s.out.send(&api.AttachResponse{Msg: &api.AttachResponse_Exit{Exit: s.exit}})
 	case errors.Is(context.Cause(ctx), ErrSessionEnded):
 		s.log.Info("session ended by the agent", "reason", context.Cause(ctx))
 		return status.Error(codes.Aborted, context.Cause(ctx).Error())
