@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/term"
 
@@ -197,7 +198,7 @@ func (o *AttachOptions) Run(ctx context.Context) error {
 		}
 		return agentError(o.Agent, err)
 	}
-	return o.stream(ctx, stream, out, term)
+	return o.stream(ctx, cancel, stream, out, term)
 }
 
 // terminal returns the local terminal when -t can be honoured.
@@ -244,7 +245,7 @@ func (o *AttachOptions) start(t *localTerminal) *api.Start {
 
 // stream waits for the session to start, then copies I/O both ways until
 // the remote process exits.
-func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClient,
+func (o *AttachOptions) stream(ctx context.Context, leave context.CancelFunc, stream api.Agent_AttachClient,
 	out *requestSender, t *localTerminal) error {
 	first, err := stream.Recv()
 	if err != nil {
@@ -262,8 +263,8 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 	}
 	if o.Detach {
 		// Leaving closes the stream; the agent keeps the session.
-		fmt.Fprintf(o.Out, "session %s is running detached; reattach with: nodedebug attach --session %s\n",
-			started.Session, started.Session)
+		fmt.Fprintf(o.Out, "session %s is running detached; reattach with: nodedebug attach --agent %s --session %s\n",
+			started.Session, o.Agent, started.Session)
 		return nil
 	}
 	if o.Session != "" {
@@ -282,10 +283,35 @@ func (o *AttachOptions) stream(ctx context.Context, stream api.Agent_AttachClien
 		}
 		go t.forwardResizes(ctx, out)
 	}
+	// left is set when the client leaves a reattached session because its
+	// stdin ended.
+	var left atomic.Bool
 	if o.Stdin {
-		go forwardStdin(o.In, out)
+		go forwardStdin(o.In, out, o.onStdinEOF(out, leave, &left))
 	}
-	return o.receive(stream)
+
+	err = o.receive(stream)
+	if left.Load() {
+		fmt.Fprintf(o.ErrOut, "nodedebug: stdin ended: detached from session %s, which keeps running; "+
+			"reattach with: nodedebug attach --agent %s --session %s\n", started.Session, o.Agent, started.Session)
+		return nil
+	}
+	return err
+}
+
+// onStdinEOF says what the end of local stdin means: the remote process's
+// stdin ends too, except on a reattached session, which outlives its
+// clients: there the client leaves and the session keeps running.
+func (o *AttachOptions) onStdinEOF(out *requestSender, leave context.CancelFunc, left *atomic.Bool) func() {
+	if o.Session == "" {
+		return func() {
+			_ = out.send(&api.AttachRequest{Msg: &api.AttachRequest_StdinEof{StdinEof: true}})
+		}
+	}
+	return func() {
+		left.Store(true)
+		leave()
+	}
 }
 
 // follow adopts a reattached session's terminal and stdin.
@@ -355,7 +381,7 @@ const stdinChunk = 64 << 10
 // forwardStdin copies local stdin to the remote process and then closes
 // the remote stdin. It ends with stdin's EOF or the stream's end; reading a
 // terminal may block until the process exits, which is harmless in a CLI.
-func forwardStdin(in io.Reader, out *requestSender) {
+func forwardStdin(in io.Reader, out *requestSender, onEOF func()) {
 	buf := make([]byte, stdinChunk)
 	for {
 		n, err := in.Read(buf)
@@ -366,7 +392,7 @@ func forwardStdin(in io.Reader, out *requestSender) {
 			}
 		}
 		if errors.Is(err, io.EOF) {
-			_ = out.send(&api.AttachRequest{Msg: &api.AttachRequest_StdinEof{StdinEof: true}})
+			onEOF()
 			return
 		}
 		if err != nil {

@@ -242,3 +242,29 @@ func TestCopyOntoSingleFileBindMountWritesInPlace(t *testing.T) {
 		t.Fatalf("the target sees %q in its read-only file; the mount was detached", got)
 	}
 }
+
+func TestReattachWithPipedStdinLeavesTheSessionRunning(t *testing.T) {
+	s := env(t)
+	a := s.startPolicyAgent(t, "{}\n")
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	r := a.attach(t, nil, "--detach", pod.Spec.Name)
+	requireCode(t, r, 0)
+	if !strings.Contains(string(r.stdout), "--agent "+a.endpoint) {
+		t.Fatalf("the reattach hint must name the agent it used: %s", r)
+	}
+	id := strings.Fields(string(r.stdout))[1]
+	a.waitClient(t, id, "detached")
+
+	// A script feeds one command and ends its stdin: the client leaves,
+	// the shell stays.
+	r = a.attach(t, strings.NewReader("echo still-here\n"), "--session", id)
+	requireCode(t, r, 0)
+	if !strings.Contains(string(r.stderr), "detached from session "+id) {
+		t.Fatalf("want a note that the client detached, got %s", r)
+	}
+	a.waitClient(t, id, "detached")
+
+	requireCode(t, s.run(t, nil, "kill", "--agent", a.endpoint, id), 0)
+	s.requireNoToolContainers(t, 10*time.Second)
+}
