@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -151,5 +152,21 @@ func TestAttemptRange(t *testing.T) {
 		if err := o.Validate(); !errors.As(err, &usage) {
 			t.Errorf("--attempt %d: got %v, want a usage error", attempt, err)
 		}
+	}
+}
+
+func TestUnknownCommandIsAUsageError(t *testing.T) {
+	var stderr strings.Builder
+	code := Run(context.Background(), []string{"bogus"}, Streams{In: strings.NewReader(""), Out: io.Discard, ErrOut: &stderr})
+	if code != ExitUsage || !strings.Contains(stderr.String(), `unknown command "bogus"`) {
+		t.Fatalf("exit %d, stderr %q; want %d and the unknown command named", code, stderr.String(), ExitUsage)
+	}
+}
+
+func TestVersionNamesTheBuild(t *testing.T) {
+	var stdout strings.Builder
+	code := Run(context.Background(), []string{"version"}, Streams{In: strings.NewReader(""), Out: &stdout, ErrOut: io.Discard})
+	if code != 0 || !strings.HasPrefix(stdout.String(), "nodedebug ") {
+		t.Fatalf("version: exit %d, %q", code, stdout.String())
 	}
 }

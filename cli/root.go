@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -20,6 +21,13 @@ const DefaultAgentEndpoint = "unix:///run/nodedebug/agent.sock"
 func Run(ctx context.Context, args []string, streams Streams) int {
 	root := newRootCommand(streams)
 	root.SetArgs(args)
+
+	// An unknown command is a bad command line, like an unknown flag.
+	if _, _, err := root.Find(args); err != nil {
+		err = usageError("%v; see nodedebug --help", err)
+		fmt.Fprintf(streams.ErrOut, "nodedebug: %v\n", err)
+		return ExitCode(ctx, err)
+	}
 
 	err := root.ExecuteContext(ctx)
 	if shouldReport(ctx, err) {
@@ -57,6 +65,7 @@ func newRootCommand(streams Streams) *cobra.Command {
 		newEditCommand(streams),
 		newAgentCommand(streams),
 		newPingCommand(streams),
+		newVersionCommand(streams),
 		newInitCommand(streams),
 		newNsenterInitCommand(streams),
 		newPauseCommand(),
@@ -143,4 +152,34 @@ func newInitCommand(streams Streams) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// newVersionCommand prints what this binary was built from, so someone on
+// call can tell which nodedebug they have.
+func newVersionCommand(streams Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and build of this binary",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			fmt.Fprintln(streams.Out, versionString())
+			return nil
+		},
+	}
+}
+
+func versionString() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "nodedebug (no build information)"
+	}
+
+	version := "nodedebug " + info.Main.Version
+	for _, setting := range info.Settings {
+		switch setting.Key {
+		case "vcs.revision", "vcs.time", "vcs.modified":
+			version += " " + setting.Key + "=" + setting.Value
+		}
+	}
+	return version + " " + info.GoVersion
 }
