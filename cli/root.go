@@ -22,13 +22,6 @@ func Run(ctx context.Context, args []string, streams Streams) int {
 	root := newRootCommand(streams)
 	root.SetArgs(args)
 
-	// An unknown command is a bad command line, like an unknown flag.
-	if _, _, err := root.Find(args); err != nil {
-		err = usageError("%v; see nodedebug --help", err)
-		fmt.Fprintf(streams.ErrOut, "nodedebug: %v\n", err)
-		return ExitCode(ctx, err)
-	}
-
 	err := root.ExecuteContext(ctx)
 	if shouldReport(ctx, err) {
 		fmt.Fprintf(streams.ErrOut, "nodedebug: %v\n", err)
@@ -51,6 +44,16 @@ func newRootCommand(streams Streams) *cobra.Command {
 		// Errors are printed once, by Run, with the exit status they map to.
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// An unknown command is a bad command line, like an unknown flag.
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("unknown command %q; see nodedebug --help", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
 	}
 	root.SetIn(streams.In)
 	root.SetOut(streams.Out)
