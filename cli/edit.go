@@ -200,11 +200,11 @@ func checkSpace(dir string, size int64) error {
 	return nil
 }
 
-// runEditor runs the editor without a shell: $EDITOR is split on spaces,
-// as in "code --wait".
+// runEditor runs $EDITOR the way git does, through sh, so that quoted
+// arguments in it work ("vim -c 'set ft=conf'"). The file name is passed
+// as an argument, never pasted into the command line.
 func (o *EditOptions) runEditor(ctx context.Context, file string) error {
-	argv := append(strings.Fields(o.Editor), file)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", o.Editor+` "$@"`, o.Editor, file)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.In, o.Out, o.ErrOut
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("editor %q failed on %s: %w; nothing was written", o.Editor, o.name(), err)

@@ -268,3 +268,21 @@ func TestReattachWithPipedStdinLeavesTheSessionRunning(t *testing.T) {
 	requireCode(t, s.run(t, nil, "kill", "--agent", a.endpoint, id), 0)
 	s.requireNoToolContainers(t, 10*time.Second)
 }
+
+func TestEditorWithQuotedArgumentsRunsLikeGitRunsIt(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+
+	var stdout, stderr strings.Builder
+	cmd := exec.Command(s.binary, "edit", "--agent", s.agentEndpoint(), "-n", podNamespace,
+		pod.Spec.Name+":/etc/app.conf")
+	cmd.Env = append(os.Environ(), `EDITOR=sed -i 's/level=info/level=two words/'`, "TMPDIR="+t.TempDir())
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("edit with a quoted $EDITOR: %v\n%s", err, stderr.String())
+	}
+
+	if got := s.sh(t, pod.Spec.Name, "cat /target/etc/app.conf"); got != "greeting=hello\nlevel=two words\n" {
+		t.Fatalf("app.conf after the edit = %q", got)
+	}
+}
