@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -71,26 +70,10 @@ type policyFile struct {
 	AllowCustom           *bool               `json:"allowCustom"`
 	AllowedImages         *[]string           `json:"allowedImages"`
 	DeniedNamespaces      *[]string           `json:"deniedNamespaces"`
-	MaxSessionLength      *duration           `json:"maxSessionLength"`
-	IdleTimeout           *duration           `json:"idleTimeout"`
+	MaxSessionLength      *string             `json:"maxSessionLength"`
+	IdleTimeout           *string             `json:"idleTimeout"`
 	MaxConcurrentSessions *int                `json:"maxConcurrentSessions"`
 	RequireReason         *bool               `json:"requireReason"`
-}
-
-// duration reads "1h30m" in a config file.
-type duration time.Duration
-
-func (d *duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string such as \"15m\": %w", err)
-	}
-	parsed, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = duration(parsed)
-	return nil
 }
 
 // LoadPolicy reads the config file at path (YAML or JSON) over the
@@ -115,14 +98,16 @@ func ParsePolicy(data []byte, agentNamespace string) (Policy, error) {
 	}
 
 	p := DefaultPolicy(agentNamespace)
-	f.apply(&p)
+	if err := f.apply(&p); err != nil {
+		return Policy{}, err
+	}
 	if err := p.validate(); err != nil {
 		return Policy{}, err
 	}
 	return p, nil
 }
 
-func (f *policyFile) apply(p *Policy) {
+func (f *policyFile) apply(p *Policy) error {
 	setIf(&p.AllowedProfiles, f.AllowedProfiles)
 	p.NamespaceProfiles = f.NamespaceProfiles
 	setIf(&p.AllowCustom, f.AllowCustom)
@@ -130,10 +115,31 @@ func (f *policyFile) apply(p *Policy) {
 		p.AllowedImages = append([]string{}, *f.AllowedImages...)
 	}
 	setIf(&p.DeniedNamespaces, f.DeniedNamespaces)
-	setIf((*duration)(&p.MaxSessionLength), f.MaxSessionLength)
-	setIf((*duration)(&p.IdleTimeout), f.IdleTimeout)
 	setIf(&p.MaxConcurrentSessions, f.MaxConcurrentSessions)
 	setIf(&p.RequireReason, f.RequireReason)
+
+	if err := setDuration(&p.MaxSessionLength, "maxSessionLength", f.MaxSessionLength); err != nil {
+		return err
+	}
+	return setDuration(&p.IdleTimeout, "idleTimeout", f.IdleTimeout)
+}
+
+// setDuration reads a duration field such as "1h30m", naming the field in
+// any error.
+func setDuration(dst *time.Duration, field string, value *string) error {
+	if value == nil {
+		return nil
+	}
+
+	parsed, err := time.ParseDuration(*value)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a duration such as 15m or 1h30m", field, *value)
+	}
+	if parsed < 0 {
+		return fmt.Errorf("%s is %s; it must not be negative (0 means no limit)", field, *value)
+	}
+	*dst = parsed
+	return nil
 }
 
 func setIf[T any](dst *T, src *T) {
@@ -157,8 +163,6 @@ func (p *Policy) validate() error {
 	}
 
 	switch {
-	case p.MaxSessionLength < 0 || p.IdleTimeout < 0:
-		return errors.New("maxSessionLength and idleTimeout must not be negative (0 means no limit)")
 	case p.MaxConcurrentSessions < 1:
 		return fmt.Errorf("maxConcurrentSessions is %d; it must be at least 1", p.MaxConcurrentSessions)
 	case slices.Contains(p.AllowedImages, ""):

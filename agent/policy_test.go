@@ -84,9 +84,9 @@ func TestParsePolicyRejects(t *testing.T) {
 		{name: "unknown profile", file: "allowedProfiles: [root]\n", want: `allowedProfiles: unknown profile "root"`},
 		{name: "unknown profile in a namespace", file: "namespaceProfiles: {a: [x]}\n",
 			want: `namespaceProfiles.a: unknown profile "x"`},
-		{name: "duration without unit", file: "idleTimeout: 15\n", want: "a duration is a string"},
-		{name: "bad duration", file: "idleTimeout: soon\n", want: `invalid duration "soon"`},
-		{name: "negative duration", file: "maxSessionLength: -1m\n", want: "must not be negative"},
+		{name: "duration without unit", file: "idleTimeout: 15\n", want: `idleTimeout: "15" is not a duration such as 15m`},
+		{name: "bad duration", file: "maxSessionLength: 1hour\n", want: `maxSessionLength: "1hour" is not a duration`},
+		{name: "negative duration", file: "idleTimeout: -5m\n", want: "idleTimeout is -5m; it must not be negative"},
 		{name: "no sessions at all", file: "maxConcurrentSessions: 0\n", want: "at least 1"},
 		{name: "empty image", file: "allowedImages: ['']\n", want: "empty entry"},
 	}
