@@ -165,8 +165,14 @@ func TestAttachStdinEOFReachesRemoteProcess(t *testing.T) {
 func TestAttachTTYReportsClientSize(t *testing.T) {
 	s := env(t)
 	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	requireTTYSizeAndExit(t, s, s.agentEndpoint(), pod)
+}
 
-	cmd := exec.Command(s.binary, "attach", "--agent", s.agentEndpoint(), "-n", podNamespace,
+// requireTTYSizeAndExit checks that a -it session gets the client's
+// terminal size and brings the exit status back through the terminal.
+func requireTTYSizeAndExit(t *testing.T, s *suite, endpoint string, pod *harness.Pod) {
+	t.Helper()
+	cmd := exec.Command(s.binary, "attach", "--agent", endpoint, "-n", podNamespace,
 		"-it", pod.Spec.Name, "--", "sh", "-c", "stty size; tty; exit 3")
 	terminal, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 91})
 	if err != nil {

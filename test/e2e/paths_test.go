@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/nodedebug/nodedebug/test/harness"
@@ -151,22 +150,7 @@ func checkStdinSha(t *testing.T, s *suite, a *pathAgent, pod *harness.Pod) {
 }
 
 func checkTTY(t *testing.T, s *suite, a *pathAgent, pod *harness.Pod) {
-	cmd := exec.Command(s.binary, "attach", "--agent", a.endpoint, "-n", podNamespace,
-		"-it", pod.Spec.Name, "--", "sh", "-c", "stty size; tty; exit 3")
-	terminal, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 33, Cols: 91})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer terminal.Close()
-
-	output, _ := io.ReadAll(terminal)
-	_ = cmd.Wait()
-	if !bytes.Contains(output, []byte("33 91")) || !bytes.Contains(output, []byte("/dev/pts/")) {
-		t.Fatalf("want a 33x91 remote terminal, got %q", output)
-	}
-	if code := cmd.ProcessState.ExitCode(); code != 3 {
-		t.Fatalf("exit code through a terminal = %d, want 3", code)
-	}
+	requireTTYSizeAndExit(t, s, a.endpoint, pod)
 }
 
 // TestAttachOnEveryPath runs the same checks through each way of
