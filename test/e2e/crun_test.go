@@ -28,6 +28,9 @@ func hybridCgroupControllers() string {
 func TestAttachWithCrun(t *testing.T) {
 	s := env(t)
 	if _, err := exec.LookPath("crun"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but crun is not installed (test/install-deps.sh installs it)")
+		}
 		t.Skip("crun is not installed")
 	}
 	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
@@ -39,9 +42,13 @@ func TestAttachWithCrun(t *testing.T) {
 		if !bytes.Contains(first.stderr, []byte("hybrid mode not supported")) {
 			t.Fatalf("crun failed for another reason than the hybrid cgroup layout: %s", first)
 		}
+		// What can be checked here: the refusal is that one, clear, and
+		// leaves nothing behind. The full checks need a pure v1 or v2 node.
 		s.requireNoToolContainers(t, 10*time.Second)
-		t.Skipf("crun refuses this node's hybrid cgroup layout (cgroup v2 holds %q): %s",
+		requireOnlyTarget(t, targetPid, 10*time.Second)
+		t.Logf("crun refuses this node's hybrid cgroup layout (cgroup v2 holds %q); checked the refusal only: %s",
 			controllers, strings.TrimSpace(string(first.stderr)))
+		return
 	}
 	requireCode(t, first, 0)
 
