@@ -163,7 +163,8 @@ func (g *Gateway) nodeOf(ctx context.Context, t *api.Target) (string, int, metav
 	pod, err := g.client.CoreV1().Pods(t.Namespace).Get(ctx, t.Pod, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return "", http.StatusNotFound, metav1.StatusReasonNotFound,
-			fmt.Sprintf("pod %s/%s not found", t.Namespace, t.Pod)
+			fmt.Sprintf("pod %s/%s not found (check the namespace with -n, or the context with --context)",
+				t.Namespace, t.Pod)
 	}
 	if err != nil {
 		return "", http.StatusInternalServerError, metav1.StatusReasonInternalError,
