@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -229,5 +230,28 @@ func TestWriteFileKeepsModeAndRefusesChanged(t *testing.T) {
 	}
 	if _, err := r.WriteFile("/etc/app.conf", []byte("lost"), f.SHA256); !errors.Is(err, ErrChanged) {
 		t.Fatalf("want ErrChanged on a stale hash, got %v", err)
+	}
+}
+
+func TestUnpackKeepsModificationTimes(t *testing.T) {
+	root, _ := tree(t)
+	r := openRoot(t, root)
+	changed := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "old.log", Typeflag: tar.TypeReg, Mode: 0o644, Size: 3, ModTime: changed})
+	_, _ = tw.Write([]byte("abc"))
+	_ = tw.Close()
+
+	if _, err := r.Unpack(&buf, Destination{Dir: "/d"}, UnpackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(root, "d", "old.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.ModTime().Equal(changed) {
+		t.Fatalf("modification time = %s, want %s", info.ModTime().UTC(), changed)
 	}
 }

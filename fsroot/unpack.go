@@ -218,6 +218,14 @@ func (u *unpacker) fill(f *os.File, hdr *tar.Header, body io.Reader) error {
 	if err := u.setAttrs(int(f.Fd()), hdr); err != nil {
 		return err
 	}
+
+	// As tar does: the copy keeps the time the file was last changed.
+	if !hdr.ModTime.IsZero() {
+		mtime := unix.NsecToTimeval(hdr.ModTime.UnixNano())
+		if err := unix.Futimes(int(f.Fd()), []unix.Timeval{mtime, mtime}); err != nil {
+			return fmt.Errorf("set modification time: %w", err)
+		}
+	}
 	return f.Sync()
 }
 
