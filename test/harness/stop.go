@@ -392,11 +392,45 @@ func removeCgroupTree(dir string) error {
 	}
 
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := unix.Rmdir(dirs[i]); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("remove cgroup %s: %w", dirs[i], err)
+		if err := removeCgroup(dirs[i]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// cgroupDrainTimeout bounds the wait for killed processes to leave a
+// cgroup: a process killed with its shim is only gone once reaped.
+const cgroupDrainTimeout = 10 * time.Second
+
+// removeCgroup removes one cgroup of this harness, killing what is still
+// in it: the cgroup parent is this harness's own, so everything in it is.
+func removeCgroup(dir string) error {
+	deadline := time.Now().Add(cgroupDrainTimeout)
+	for {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return fmt.Errorf("remove cgroup %s: %w", dir, err)
+		}
+
+		killCgroupProcs(dir)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func killCgroupProcs(dir string) {
+	procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, field := range strings.Fields(string(procs)) {
+		if pid, err := strconv.Atoi(field); err == nil && pid > 1 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
 }
 
 // removeBridge deletes the CNI bridge of this harness; the bridge plugin
