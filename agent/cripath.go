@@ -55,7 +55,7 @@ func (l *criLauncher) removeLeftovers(ctx context.Context) error {
 		if c.GetLabels()[labelAgent] != l.agent {
 			continue
 		}
-		t := &criTool{cri: l.cri, id: c.GetId()}
+		t := &criTool{cri: l.cri, id: c.GetId(), session: c.GetLabels()[labelSession]}
 		if err := t.remove(ctx); err != nil {
 			return fmt.Errorf("remove leftover CRI tool container %s: %w", c.GetId(), err)
 		}
@@ -86,7 +86,8 @@ func (l *criLauncher) launch(ctx context.Context, req *toolRequest) (tool, error
 		return nil, fmt.Errorf("create CRI tool container %s in pod %s: %w", req.id, req.target.PodString(), err)
 	}
 
-	t := &criTool{cri: l.cri, id: created.GetContainerId(), req: req, in: in, done: make(chan struct{})}
+	t := &criTool{cri: l.cri, id: created.GetContainerId(), session: req.id, req: req, in: in,
+		done: make(chan struct{})}
 	return t, t.prepare(ctx)
 }
 
@@ -122,15 +123,19 @@ func ToolContainerConfig(id, image, init string, target *cri.Target, tty bool,
 
 // criTool is a CRI tool container and the session's exec in it.
 type criTool struct {
-	cri  *cri.Client
-	id   string
-	req  *toolRequest
-	in   ToolSpec
-	main int
+	cri *cri.Client
+	id  string
+	// session marks the container's processes in their environment.
+	session string
+	req     *toolRequest
+	in      ToolSpec
+	main    int
 
 	sizes     chan *remotecommand.TerminalSize
 	done      chan struct{}
 	closeOnce sync.Once
+	// endStream cuts the exec stream; set once it started.
+	endStream context.CancelFunc
 }
 
 // prepare starts the waiting main process, links /target in the tool's
@@ -177,9 +182,16 @@ func (t *criTool) start(ctx context.Context) (<-chan exitStatus, error) {
 		return nil, err
 	}
 
+	// The stream outlives the client: when it is cut, the runtime kills
+	// the exec'd tool init at once, before it can reap the session, whose
+	// orphans would stay as zombies of the target's pid 1. remove ends the
+	// session first, then the stream.
+	streamCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	t.endStream = cancel
+
 	exits := make(chan exitStatus, 1)
 	go func() {
-		exits <- t.stream(ctx, executor)
+		exits <- t.stream(streamCtx, executor)
 		t.closeOnce.Do(func() { close(t.done) })
 	}()
 	return exits, nil
@@ -260,7 +272,10 @@ func (t *criTool) remove(ctx context.Context) error {
 	if t.done != nil {
 		t.closeOnce.Do(func() { close(t.done) })
 	}
-	terminateSession(ctx, t.id)
+	terminateSession(ctx, t.session)
+	if t.endStream != nil {
+		t.endStream()
+	}
 
 	_, err := t.cri.Runtime().StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: t.id, Timeout: criStopTimeout})
 	if err != nil {

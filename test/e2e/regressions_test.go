@@ -286,3 +286,19 @@ func TestEditorWithQuotedArgumentsRunsLikeGitRunsIt(t *testing.T) {
 		t.Fatalf("app.conf after the edit = %q", got)
 	}
 }
+
+func TestCRIPathClientKilledLeavesNoZombieInTarget(t *testing.T) {
+	s := env(t)
+	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
+	targetPid := s.targetPid(t, pod.ContainerIDs["app"])
+	agent := s.startPathAgent(t, "cri-zombie", "--path", "cri")
+
+	session, wait := s.startSession(t, agent.endpoint, pod.Spec.Name, "sleep 300 & sleep 301 & echo ready; wait")
+	_ = session.Process.Kill()
+	wait()
+
+	// The session's sleeps must be reaped by the tool init, not left as
+	// zombies of the target's pid 1, which never reaps them.
+	requireOnlyTarget(t, targetPid, 15*time.Second)
+	s.requireNoCRIToolContainers(t, 15*time.Second)
+}
