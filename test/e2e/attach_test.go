@@ -230,22 +230,13 @@ func TestAttachCleanupAfterClientSIGKILL(t *testing.T) {
 	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
 	targetPid := s.targetPid(t, pod.ContainerIDs["app"])
 
-	cmd := exec.Command(s.binary, "attach", "--agent", s.agentEndpoint(), "-n", podNamespace,
-		pod.Spec.Name, "--", "sh", "-c", "sleep 300 & echo ready; exec sleep 301")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitForLine(t, stdout, "ready")
+	cmd, wait := s.startSession(t, s.agentEndpoint(), pod.Spec.Name, "sleep 300 & echo ready; exec sleep 301")
 
 	if n := len(processesInPidNamespace(t, targetPid)); n < 3 {
 		t.Fatalf("want the target and two sleeps in the target's pid namespace, got %d processes", n)
 	}
 	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
+	wait()
 
 	s.requireNoToolContainers(t, 10*time.Second)
 	requireOnlyTarget(t, targetPid, 10*time.Second)
@@ -256,21 +247,12 @@ func TestAgentRestartRemovesLeftovers(t *testing.T) {
 	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})
 	targetPid := s.targetPid(t, pod.ContainerIDs["app"])
 
-	cmd := exec.Command(s.binary, "attach", "--agent", s.agentEndpoint(), "-n", podNamespace,
-		pod.Spec.Name, "--", "sh", "-c", "echo ready; exec sleep 300")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitForLine(t, stdout, "ready")
+	_, wait := s.startSession(t, s.agentEndpoint(), pod.Spec.Name, "echo ready; exec sleep 300")
 
 	// A killed agent cleans nothing up; the next one must.
 	_ = s.agent.cmd.Process.Kill()
 	<-s.agent.exited
-	_ = cmd.Wait()
+	wait()
 	if len(s.toolContainers(t)) == 0 {
 		t.Fatal("the tool container vanished with the agent; this test needs it left behind")
 	}

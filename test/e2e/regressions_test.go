@@ -19,28 +19,6 @@ import (
 	"github.com/nodedebug/nodedebug/test/harness"
 )
 
-// startSession starts an attach that prints "ready" and then runs until
-// it exits with status 7; it returns the command and a way to wait for it.
-func (s *suite) startSession(t *testing.T, endpoint, pod, script string) (*exec.Cmd, func() result) {
-	t.Helper()
-	var stderr strings.Builder
-	cmd := exec.Command(s.binary, "attach", "--agent", endpoint, "-n", podNamespace, pod, "--", "sh", "-c", script)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitForLine(t, stdout, "ready")
-
-	return cmd, func() result {
-		_ = cmd.Wait()
-		return result{stderr: []byte(stderr.String()), code: cmd.ProcessState.ExitCode()}
-	}
-}
-
 func TestSecondAgentLeavesLiveSessionsAlone(t *testing.T) {
 	s := env(t)
 	pod := s.runPod(t, harness.PodSpec{Containers: []harness.ContainerSpec{s.targetContainer("app")}})

@@ -342,3 +342,26 @@ func (s *suite) requireNoToolContainers(t *testing.T, timeout time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// startSession starts `nodedebug attach` running script in pod and returns
+// once the script has printed a line "ready", with the command and a way
+// to wait for its end.
+func (s *suite) startSession(t *testing.T, endpoint, pod, script string) (*exec.Cmd, func() result) {
+	t.Helper()
+	var stderr strings.Builder
+	cmd := exec.Command(s.binary, "attach", "--agent", endpoint, "-n", podNamespace, pod, "--", "sh", "-c", script)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForLine(t, stdout, "ready")
+
+	return cmd, func() result {
+		_ = cmd.Wait()
+		return result{stderr: []byte(stderr.String()), code: cmd.ProcessState.ExitCode()}
+	}
+}
