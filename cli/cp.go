@@ -283,15 +283,7 @@ file appears atomically. With --exited, copies out of an exited container.`,
   nodedebug cp --exited web:/tmp ./crash-tmp
   nodedebug cp web:/var/log - | tar -tv`,
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: completeValidateRun(o),
 	}
 
 	flags := cmd.Flags()

@@ -225,15 +225,7 @@ If the file changed in the container meanwhile, nothing is written.
 --signal sends a signal to the container's main process afterwards.`,
 		Example: `  EDITOR=nano nodedebug edit web:/etc/app.conf --signal HUP`,
 		Args:    cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:    completeValidateRun(o),
 	}
 
 	flags := cmd.Flags()

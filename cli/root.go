@@ -186,3 +186,23 @@ func versionString() string {
 	}
 	return version + " " + info.GoVersion
 }
+
+// options is a command's plain options struct, run the way every command
+// runs: fill it from the arguments, check the flag combinations, act.
+type options interface {
+	Complete(args []string) error
+	Validate() error
+	Run(ctx context.Context) error
+}
+
+func completeValidateRun(o options) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := o.Complete(args); err != nil {
+			return err
+		}
+		if err := o.Validate(); err != nil {
+			return err
+		}
+		return o.Run(cmd.Context())
+	}
+}
